@@ -1,0 +1,32 @@
+# Runtime shared by xlearner_mm's configs: mmengine Runner defaults for
+# iteration-based multi-task training.
+default_scope = 'xlearner_mm'
+# Imported by any OpenMMLab tool too (tools/train.py imports it anyway).
+custom_imports = dict(imports=['xlearner_mm'], allow_failed_imports=False)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(
+        type='CheckpointHook', by_epoch=False, interval=5000,
+        max_keep_ckpts=3, save_last=True),
+    sampler_seed=dict(type='DistSamplerSeedHook'))
+custom_hooks = [
+    # Saves every rank's RNG states so that --resume continues exactly.
+    dict(type='RandomStateHook'),
+]
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # tools/train.py switches to gloo where CUDA is unavailable.
+    dist_cfg=dict(backend='nccl'))
+
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(type='Visualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=False, window_size=50)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0, deterministic=False)

@@ -1,0 +1,278 @@
+# The Expansion Stage recipe of configs/xlearner/expansion_r50.py at toy size,
+# on the generated demo data (python tools/make_demo_data.py), with all three
+# tasks: classification (2 sources), detection (2 sources) and segmentation.
+# Trains on 2 CPU cores in a few minutes:
+#
+#   python tools/train.py configs/demo/expansion_demo.py
+_base_ = [
+    '../_base_/default_runtime.py',
+    '../_base_/datasets/demo.py',
+]
+
+max_iters = 120
+tau = 40  # Algorithm 1: separate sub-backbone training for 40 iterations
+custom_hooks = [
+    dict(type='RandomStateHook'),
+    dict(type='ReconciliationSwitchHook', tau=tau),
+]
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=60, max_keep_ckpts=2))
+log_processor = dict(window_size=10)
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(vis_backends=vis_backends)
+
+# A 4-stage ResNet-18 at 1/4 width: levels of 16, 32, 64 and 128 channels.
+widths = [16, 32, 64, 128]
+mean = [123.675, 116.28, 103.53]
+std = [58.395, 57.12, 57.375]
+model = dict(
+    type='XLearner',
+    backbone=dict(
+        type='ExpandedBackbone',
+        backbone=dict(
+            type='mmdet.ResNet',
+            depth=18,
+            base_channels=16,
+            num_stages=4,
+            out_indices=(0, 1, 2, 3),
+            norm_cfg=dict(type='BN', requires_grad=True),
+            norm_eval=False,
+            style='pytorch')),
+    neck=dict(type='ReconciliationNeck', groups=4),
+    task_models=dict(
+        cls=dict(
+            type='mmpretrain.ImageClassifier',
+            _scope_='mmpretrain',
+            data_preprocessor=dict(
+                type='ClsDataPreprocessor', mean=mean, std=std, to_rgb=True),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(
+                type='xlearner_mm.MultiSourceClsHead',
+                shared=dict(
+                    type='LinearClsHead',
+                    in_channels=widths[-1],
+                    loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+                    topk=(1, )),
+                heads=dict(
+                    folder_cls=dict(num_classes={{_base_.demo_num_classes.folder_cls}}),
+                    annfile_cls=dict(num_classes={{_base_.demo_num_classes.annfile_cls}})))),
+        det=dict(
+            type='mmdet.FasterRCNN',
+            _scope_='mmdet',
+            data_preprocessor=dict(
+                type='DetDataPreprocessor',
+                mean=mean,
+                std=std,
+                bgr_to_rgb=True,
+                pad_size_divisor=32),
+            neck=dict(
+                type='FPN', in_channels=widths, out_channels=32, num_outs=5),
+            rpn_head=dict(
+                type='RPNHead',
+                in_channels=32,
+                feat_channels=32,
+                anchor_generator=dict(
+                    type='AnchorGenerator',
+                    scales=[4],
+                    ratios=[0.5, 1.0, 2.0],
+                    strides=[4, 8, 16, 32, 64]),
+                bbox_coder=dict(
+                    type='DeltaXYWHBBoxCoder',
+                    target_means=[.0, .0, .0, .0],
+                    target_stds=[1.0, 1.0, 1.0, 1.0]),
+                loss_cls=dict(
+                    type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
+                loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
+            roi_head=dict(
+                type='xlearner_mm.MultiSourceRoIHead',
+                shared=dict(
+                    type='StandardRoIHead',
+                    bbox_roi_extractor=dict(
+                        type='SingleRoIExtractor',
+                        roi_layer=dict(
+                            type='RoIAlign', output_size=7, sampling_ratio=0),
+                        out_channels=32,
+                        featmap_strides=[4, 8, 16, 32]),
+                    bbox_head=dict(
+                        type='Shared2FCBBoxHead',
+                        in_channels=32,
+                        fc_out_channels=64,
+                        roi_feat_size=7,
+                        bbox_coder=dict(
+                            type='DeltaXYWHBBoxCoder',
+                            target_means=[0., 0., 0., 0.],
+                            target_stds=[0.1, 0.1, 0.2, 0.2]),
+                        reg_class_agnostic=False,
+                        loss_cls=dict(
+                            type='CrossEntropyLoss',
+                            use_sigmoid=False,
+                            loss_weight=1.0),
+                        loss_bbox=dict(type='L1Loss', loss_weight=1.0))),
+                heads=dict(
+                    coco_a=dict(bbox_head=dict(num_classes={{_base_.demo_num_classes.coco_a}})),
+                    coco_b=dict(bbox_head=dict(num_classes={{_base_.demo_num_classes.coco_b}})))),
+            train_cfg=dict(
+                rpn=dict(
+                    assigner=dict(
+                        type='MaxIoUAssigner',
+                        pos_iou_thr=0.7,
+                        neg_iou_thr=0.3,
+                        min_pos_iou=0.3,
+                        match_low_quality=True,
+                        ignore_iof_thr=-1),
+                    sampler=dict(
+                        type='RandomSampler',
+                        num=64,
+                        pos_fraction=0.5,
+                        neg_pos_ub=-1,
+                        add_gt_as_proposals=False),
+                    allowed_border=-1,
+                    pos_weight=-1,
+                    debug=False),
+                rpn_proposal=dict(
+                    nms_pre=200,
+                    max_per_img=100,
+                    nms=dict(type='nms', iou_threshold=0.7),
+                    min_bbox_size=0),
+                rcnn=dict(
+                    assigner=dict(
+                        type='MaxIoUAssigner',
+                        pos_iou_thr=0.5,
+                        neg_iou_thr=0.5,
+                        min_pos_iou=0.5,
+                        match_low_quality=False,
+                        ignore_iof_thr=-1),
+                    sampler=dict(
+                        type='RandomSampler',
+                        num=64,
+                        pos_fraction=0.25,
+                        neg_pos_ub=-1,
+                        add_gt_as_proposals=True),
+                    pos_weight=-1,
+                    debug=False)),
+            test_cfg=dict(
+                rpn=dict(
+                    nms_pre=200,
+                    max_per_img=100,
+                    nms=dict(type='nms', iou_threshold=0.7),
+                    min_bbox_size=0),
+                rcnn=dict(
+                    score_thr=0.05,
+                    nms=dict(type='nms', iou_threshold=0.5),
+                    max_per_img=20))),
+        seg=dict(
+            type='mmseg.EncoderDecoder',
+            _scope_='mmseg',
+            data_preprocessor=dict(
+                type='SegDataPreProcessor',
+                mean=mean,
+                std=std,
+                bgr_to_rgb=True,
+                pad_val=0,
+                seg_pad_val=255,
+                size=(64, 64)),
+            decode_head=dict(
+                type='xlearner_mm.MultiSourceDecodeHead',
+                shared=dict(
+                    type='FCNHead',
+                    in_channels=widths[-1],
+                    in_index=3,
+                    channels=32,
+                    num_convs=1,
+                    concat_input=False,
+                    dropout_ratio=0.1,
+                    norm_cfg=dict(type='BN', requires_grad=True),
+                    align_corners=False,
+                    loss_decode=dict(
+                        type='CrossEntropyLoss',
+                        use_sigmoid=False,
+                        loss_weight=1.0)),
+                heads=dict(ade=dict(num_classes={{_base_.demo_num_classes.ade}}))),
+            train_cfg=dict(),
+            test_cfg=dict(mode='whole'))))
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
+    paramwise_cfg=dict(
+        custom_keys={
+            'backbone.streams.det': dict(lr_mult=0.5),
+            'neck.reconcilers.det': dict(lr_mult=0.5),
+            'task_models.det': dict(lr_mult=0.5),
+        }))
+# The paper's decay: x0.5, x0.2, x0.1 at 50%, 70% and 90% of the iterations.
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10),
+    dict(type='MultiStepLR', by_epoch=False, milestones=[60], gamma=0.5),
+    dict(type='MultiStepLR', by_epoch=False, milestones=[84], gamma=0.2),
+    dict(type='MultiStepLR', by_epoch=False, milestones=[108], gamma=0.1),
+]
+train_cfg = dict(
+    type='MultiTaskIterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='MultiTaskValLoop')
+test_cfg = dict(type='MultiTaskTestLoop')
+
+
+def _train_loader(task, batch_size, pipeline, sources):
+    return dict(
+        batch_size=batch_size,
+        num_workers=1,
+        persistent_workers=True,
+        sampler=dict(
+            type='SourceMixSampler',
+            batch_size=batch_size,
+            source_ratio=[1] * len(sources)),
+        dataset=dict(
+            type='MultiSourceDataset',
+            task=task,
+            pipeline=pipeline,
+            sources=sources))
+
+
+train_dataloader = dict(
+    cls=_train_loader(
+        'cls', 8, {{_base_.cls_train_pipeline}},
+        dict(folder_cls={{_base_.demo_folder_cls_train}},
+             annfile_cls={{_base_.demo_annfile_cls_train}})),
+    det=_train_loader(
+        'det', 4, {{_base_.det_train_pipeline}},
+        dict(coco_a={{_base_.demo_coco_a_train}},
+             coco_b={{_base_.demo_coco_b_train}})),
+    seg=_train_loader(
+        'seg', 4, {{_base_.seg_train_pipeline}},
+        dict(ade={{_base_.demo_ade_train}})))
+
+
+def _val_loader(task, name, source, pipeline):
+    return dict(
+        batch_size=4,
+        num_workers=0,
+        drop_last=False,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(
+            type='MultiSourceDataset',
+            task=task,
+            pipeline=pipeline,
+            sources={name: source}))
+
+
+val_dataloader = dict(
+    folder_cls=_val_loader('cls', 'folder_cls', {{_base_.demo_folder_cls_val}},
+                           {{_base_.cls_test_pipeline}}),
+    annfile_cls=_val_loader('cls', 'annfile_cls', {{_base_.demo_annfile_cls_val}},
+                            {{_base_.cls_test_pipeline}}),
+    coco_a=_val_loader('det', 'coco_a', {{_base_.demo_coco_a_val}},
+                       {{_base_.det_test_pipeline}}),
+    coco_b=_val_loader('det', 'coco_b', {{_base_.demo_coco_b_val}},
+                       {{_base_.det_test_pipeline}}),
+    ade=_val_loader('seg', 'ade', {{_base_.demo_ade_val}},
+                    {{_base_.seg_test_pipeline}}))
+val_evaluator = dict(
+    folder_cls={{_base_.demo_folder_cls_evaluator}},
+    annfile_cls={{_base_.demo_annfile_cls_evaluator}},
+    coco_a={{_base_.demo_coco_a_evaluator}},
+    coco_b={{_base_.demo_coco_b_evaluator}},
+    ade={{_base_.demo_ade_evaluator}})
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator

@@ -1,0 +1,145 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+# Adapted from mmdet 3.3's tools/train.py.
+import argparse
+import os
+import os.path as osp
+
+# Imported before anything loads a checkpoint: it allow-lists the classes
+# mmengine stores in checkpoints for torch>=2.6's weights_only loading.
+import xlearner_mm  # noqa: F401,I001
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.device import (is_cuda_available, is_mlu_available,
+                             is_musa_available, is_npu_available)
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train an X-Learner model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training (needs a GPU)')
+    # No --auto-scale-lr: mmengine 0.10.7's Runner.scale_lr reads
+    # `train_dataloader['batch_size']`, which a dict of task dataloaders lacks.
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='If specify checkpoint path, resume from it, while if not '
+        'specify, try to auto resume from the latest checkpoint '
+        'in the work directory.')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
+    # will pass the `--local-rank` parameter to `tools/train.py` instead
+    # of `--local_rank`.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+
+    return args
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Let a distributed launch run on a machine without CUDA.
+
+    nccl needs CUDA, so the backend becomes gloo. mmengine 0.10.7 needs more
+    for a ``pytorch`` (torchrun) launch: its ``init_dist`` calls
+    ``torch.cuda.set_device``, so the process group is initialized here (the
+    Runner then skips ``init_dist``), and its default model wrapper passes
+    ``device_ids=[LOCAL_RANK]``, which DistributedDataParallel refuses for a
+    CPU model, so the wrapper gets ``device_ids=None``. (``slurm`` and
+    ``mpi`` launches still need CUDA in mmengine's ``init_dist``.)
+    """
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        print('CUDA is not available: using the gloo distributed backend '
+              'instead of nccl.')
+        dist_cfg['backend'] = 'gloo'
+    if cfg.launcher != 'pytorch':
+        return
+    torch.distributed.init_process_group(backend=dist_cfg['backend'])
+    wrapper_cfg = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper_cfg['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper_cfg
+
+
+def main():
+    args = parse_args()
+
+    # load config
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir is determined in this priority: CLI > segment in file > filename
+    if args.work_dir is not None:
+        # update configs according to CLI args if args.work_dir is not None
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        # use config filename as default work_dir if cfg.work_dir is None
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    # enable automatic-mixed-precision training
+    if args.amp is True:
+        # mmengine 0.10.7's AmpOptimWrapper asserts one of these devices,
+        # whatever its dtype: it has no CPU (bfloat16) mode.
+        if not (is_cuda_available() or is_npu_available()
+                or is_mlu_available() or is_musa_available()):
+            raise RuntimeError('--amp needs a GPU (or an NPU, MLU or MUSA '
+                               'device): mmengine 0.10.7\'s AmpOptimWrapper '
+                               'does not run on CPU.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+
+    # resume is determined in this priority: resume from > auto_resume
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    if cfg.launcher != 'none' and not torch.cuda.is_available():
+        setup_cpu_distributed(cfg)
+
+    # build the runner from config
+    if 'runner_type' not in cfg:
+        # build the default runner
+        runner = Runner.from_cfg(cfg)
+    else:
+        # build customized runner from the registry
+        # if 'runner_type' is set in the cfg
+        runner = RUNNERS.build(cfg)
+
+    # start training
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()

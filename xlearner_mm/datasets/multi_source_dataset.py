@@ -1,0 +1,215 @@
+import copy
+import os
+import os.path as osp
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from mmengine.dataset import BaseDataset, ConcatDataset
+from mmengine.structures import BaseDataElement
+
+from xlearner_mm.registry import DATASETS
+
+
+def _local_paths(cfg: dict) -> List[Tuple[str, str]]:
+    """The local paths a dataset config points at.
+
+    Paths are joined with ``data_root`` the way
+    :meth:`mmengine.dataset.BaseDataset._join_prefix` does (an absolute path
+    is kept as is). Remote paths (``s3://...``) and configs read through a
+    non-local file backend are left out: they cannot be checked with
+    ``os.path``.
+
+    Args:
+        cfg (dict): A dataset config with optional ``data_root``,
+            ``ann_file``, ``data_prefix`` (str or dict of str) and
+            ``backend_args``.
+
+    Returns:
+        list[tuple[str, str]]: ``(config key, path)`` pairs, e.g.
+        ``('data_prefix.img_path', 'data/ade/images/training')``.
+    """
+    backend_args = cfg.get('backend_args') or {}
+    if backend_args.get('backend', 'local') != 'local':
+        return []
+    data_root = cfg.get('data_root') or ''
+    paths = []
+    if data_root:
+        paths.append(('data_root', data_root))
+    if cfg.get('ann_file'):
+        paths.append(('ann_file', osp.join(data_root, cfg['ann_file'])))
+    data_prefix = cfg.get('data_prefix') or {}
+    if isinstance(data_prefix, str):
+        data_prefix = {'': data_prefix}
+    for key, prefix in data_prefix.items():
+        if isinstance(prefix, str) and prefix:
+            name = f'data_prefix.{key}' if key else 'data_prefix'
+            paths.append((name, osp.join(data_root, prefix)))
+    return [(key, path) for key, path in paths if '://' not in path]
+
+
+@DATASETS.register_module()
+class MultiSourceDataset(ConcatDataset):
+    """The sources (datasets) of one task, concatenated.
+
+    Each source is a stock dataset of its codebase (``mmpretrain.ImageNet``,
+    ``mmdet.CocoDataset``, ``mmseg.ADE20KDataset``...) with its own label
+    space. Unlike :class:`mmengine.dataset.ConcatDataset`, the sources may
+    have different ``metainfo`` (classes, palettes), and every sample knows
+    where it comes from: a packed sample's ``data_samples`` gets the metainfo
+    ``task`` and ``source`` so that the model picks the head of its source.
+
+    Global indices run over the sources in the order of ``sources``
+    (``cumulative_sizes`` as in :class:`torch.utils.data.ConcatDataset`),
+    which :class:`SourceMixSampler` relies on.
+
+    Args:
+        task (str): Name of the task, e.g. ``'cls'``, ``'det'``, ``'seg'``.
+        sources (dict[str, dict | BaseDataset]): Source name -> dataset config
+            (built with ``xlearner_mm.registry.DATASETS``, so types of other
+            codebases carry their scope: ``'mmdet.CocoDataset'``) or built
+            dataset. Names must be Python identifiers: they key the model's
+            heads and prefix the metrics.
+        pipeline (list[dict | Callable], optional): Data pipeline given to
+            every source config that has no ``pipeline`` key of its own, so
+            that the sources of a task share one pipeline. Built datasets are
+            left as they are. Defaults to None.
+        lazy_init (bool): Whether to defer loading the sources' annotations
+            to the first use, as in :class:`mmengine.dataset.ConcatDataset`.
+            Defaults to False.
+
+    Examples:
+        >>> dataset = MultiSourceDataset(
+        ...     task='cls',
+        ...     sources=dict(
+        ...         imagenet=dict(type='mmpretrain.ImageNet',
+        ...                       data_root='data/imagenet', split='train'),
+        ...         inat2021=dict(type='mmpretrain.CustomDataset',
+        ...                       data_root='data/inat2021',
+        ...                       ann_file='meta/train.txt')),
+        ...     pipeline=[dict(type='mmpretrain.LoadImageFromFile'),
+        ...               dict(type='mmpretrain.PackInputs')])
+        >>> dataset[0]['data_samples'].source
+        'imagenet'
+    """
+
+    def __init__(self,
+                 task: str,
+                 sources: Dict[str, Union[dict, BaseDataset]],
+                 pipeline: Optional[Sequence[Union[dict, Callable]]] = None,
+                 lazy_init: bool = False) -> None:
+        if not isinstance(task, str) or not task:
+            raise ValueError(f'task must be a non-empty str, but got {task!r}')
+        if not isinstance(sources, dict) or not sources:
+            raise ValueError(f'sources of task {task!r} must be a non-empty '
+                             f'dict of source name -> dataset, but got '
+                             f'{sources!r}')
+        for name in sources:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(
+                    f'Source name {name!r} of task {task!r} is invalid: '
+                    'source names must be Python identifiers because they '
+                    'key the model heads and prefix the metrics.')
+        self.task = task
+        self.source_names: List[str] = list(sources)
+
+        # Check every source's paths before building any of them: building
+        # reads annotations, and the stock classes report a missing folder
+        # by an error that names neither the source nor the config key.
+        for name, source in sources.items():
+            if isinstance(source, dict):
+                self._check_paths(name, source)
+
+        # mmengine's ConcatDataset.__init__ is not called: it requires all
+        # sources to share their metainfo, which different label spaces
+        # never do. What it sets up is set up here.
+        self.datasets = [
+            self._build_source(name, source, pipeline)
+            for name, source in sources.items()
+        ]
+        self._fully_initialized = False
+        if not lazy_init:
+            self.full_init()
+
+    def _check_paths(self, name: str, cfg: dict) -> None:
+        """Raise FileNotFoundError naming the task, the source and the config
+        key of every local path of ``cfg`` that does not exist."""
+        missing = [
+            f'{key} {path!r}' for key, path in _local_paths(cfg)
+            if not osp.exists(path)
+        ]
+        if missing:
+            raise FileNotFoundError(
+                f'Source {name!r} of task {self.task!r} '
+                f'({cfg.get("type")}): missing {", ".join(missing)} '
+                f'(relative paths are resolved from {os.getcwd()!r}).')
+
+    def _build_source(self, name: str, source: Union[dict, BaseDataset],
+                      pipeline: Optional[Sequence]) -> BaseDataset:
+        """Build one source, injecting the shared pipeline into a config
+        without one."""
+        if isinstance(source, dict):
+            cfg = copy.deepcopy(source)
+            if pipeline is not None and 'pipeline' not in cfg:
+                cfg['pipeline'] = copy.deepcopy(pipeline)
+            try:
+                source = DATASETS.build(cfg)
+            except Exception as e:
+                # The same re-raise as mmengine's build_from_cfg, which adds
+                # the class name; the source name is added here.
+                raise type(e)(f'Source {name!r} of task {self.task!r}: '
+                              f'{e}') from e
+        # Duck typing admits the dataset wrappers (RepeatDataset,
+        # ClassBalancedDataset), which are not BaseDataset subclasses.
+        if not (hasattr(source, 'full_init') and hasattr(source, 'metainfo')):
+            raise TypeError(
+                f'Source {name!r} of task {self.task!r} must be a dataset '
+                f'config or a dataset with `full_init` and `metainfo` (an '
+                f'mmengine BaseDataset), but got {type(source)}')
+        return source
+
+    @property
+    def metainfo(self) -> dict:
+        """dict: ``task``, ``sources`` (source name -> that source's metainfo)
+        and, for a single source, that source's metainfo at the top level too,
+        so that stock metrics find its ``classes``."""
+        sources = {
+            name: copy.deepcopy(dataset.metainfo)
+            for name, dataset in zip(self.source_names, self.datasets)
+        }
+        metainfo = dict(task=self.task, sources=sources)
+        if len(sources) == 1:
+            metainfo = {
+                **copy.deepcopy(sources[self.source_names[0]]),
+                **metainfo
+            }
+        return metainfo
+
+    def __getitem__(self, idx: int) -> dict:
+        """Get the ``idx``-th sample, tagged with its task and source.
+
+        Args:
+            idx (int): Global index, in ``[-len(self), len(self))``.
+
+        Returns:
+            dict: The sample as the source's pipeline returns it. When it has
+            ``data_samples`` (a :obj:`BaseDataElement`), their metainfo gets
+            ``task`` (str) and ``source`` (str).
+        """
+        # full_init is a no-op once done; mmengine's ConcatDataset warns about
+        # lazy_init here, which is what a lazy dataset is for.
+        self.full_init()
+        if not -len(self) <= idx < len(self):
+            raise IndexError(f'Index {idx} out of range for the {len(self)} '
+                             f'samples of task {self.task!r}')
+        source_idx, sample_idx = self._get_ori_dataset_idx(idx)
+        name = self.source_names[source_idx]
+        try:
+            data = self.datasets[source_idx][sample_idx]
+        except Exception as e:
+            raise RuntimeError(
+                f'Failed to load sample {sample_idx} of source {name!r} of '
+                f'task {self.task!r}: {type(e).__name__}: {e}') from e
+        if isinstance(data, dict) and isinstance(
+                data.get('data_samples'), BaseDataElement):
+            data['data_samples'].set_metainfo(
+                dict(task=self.task, source=name))
+        return data

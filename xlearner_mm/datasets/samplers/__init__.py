@@ -1,0 +1,3 @@
+from .source_mix_sampler import SourceMixSampler
+
+__all__ = ['SourceMixSampler']

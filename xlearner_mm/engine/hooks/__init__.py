@@ -1,0 +1,4 @@
+from .random_state_hook import RandomStateHook
+from .reconciliation_switch_hook import ReconciliationSwitchHook
+
+__all__ = ['RandomStateHook', 'ReconciliationSwitchHook']

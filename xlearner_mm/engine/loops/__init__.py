@@ -1,0 +1,7 @@
+from .multi_task_loops import (DataLoaderGroup, MultiTaskIterBasedTrainLoop,
+                               MultiTaskTestLoop, MultiTaskValLoop)
+
+__all__ = [
+    'DataLoaderGroup', 'MultiTaskIterBasedTrainLoop', 'MultiTaskValLoop',
+    'MultiTaskTestLoop'
+]

@@ -1,0 +1,3 @@
+from .xlearner import MultiTaskDataPreprocessor, TaskStream, XLearner
+
+__all__ = ['MultiTaskDataPreprocessor', 'TaskStream', 'XLearner']

@@ -1,0 +1,280 @@
+import copy
+from collections import OrderedDict
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.logging import print_log
+from torch import Tensor, nn
+
+from xlearner_mm.models.heads.multi_source_heads import MultiSourceHeadMixin
+from xlearner_mm.registry import MODELS
+
+# Keys of the model configs of the codebases that can hold per-source heads.
+_HEAD_KEYS = ('head', 'decode_head', 'auxiliary_head', 'roi_head', 'bbox_head')
+
+
+@MODELS.register_module()
+class TaskStream(nn.Module):
+    """Stands in for the backbone of one task's stock model.
+
+    :class:`XLearner` builds each task's model (``mmpretrain.ImageClassifier``,
+    ``mmdet.FasterRCNN``, ``mmseg.EncoderDecoder``, ...) with this module as
+    its backbone, then binds it to the expanded backbone. The stock model then
+    runs unchanged, including its own inference (e.g. mmseg's sliding window),
+    and every call to its backbone returns the task's stream :math:`F^t`.
+
+    The expanded backbone is reached through a bound function rather than as
+    a submodule, so that its parameters are registered once, under
+    :class:`XLearner`, and not again under every task model.
+
+    Args:
+        task (str): The task whose stream this is.
+    """
+
+    def __init__(self, task: str) -> None:
+        super().__init__()
+        self.task = task
+        self._features: Optional[Callable[[Tensor, str], tuple]] = None
+
+    def bind(self, features: Callable[[Tensor, str], tuple]) -> None:
+        self._features = features
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """(N, 3, H, W) images -> task's D levels :math:`(F_1^t, ..., F_D^t)`."""
+        if self._features is None:
+            raise RuntimeError(
+                f'TaskStream("{self.task}") is the backbone placeholder of an '
+                'XLearner task model and is not bound to an expanded backbone')
+        return self._features(x, self.task)
+
+
+class MultiTaskDataPreprocessor(BaseDataPreprocessor):
+    """Runs each task's batch through that task's own data preprocessor
+    (``ClsDataPreprocessor``, ``DetDataPreprocessor``,
+    ``SegDataPreprocessor``, ...).
+
+    ``{task: dict(inputs=..., data_samples=...)}`` becomes
+    ``dict(inputs={task: Tensor}, data_samples={task: list})``, the form
+    :meth:`XLearner.forward` takes (and mmengine's DDP wrapper passes on).
+
+    The task preprocessors belong to the task models; they are kept here in a
+    plain dict so that they are not registered (and saved) twice.
+
+    Args:
+        preprocessors (dict[str, BaseDataPreprocessor]): Per task.
+    """
+
+    def __init__(self, preprocessors: Dict[str, BaseDataPreprocessor]) -> None:
+        super().__init__()
+        self._preprocessors = dict(preprocessors)
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        unknown = set(data) - set(self._preprocessors)
+        if unknown:
+            raise KeyError(f'Batches for tasks {sorted(unknown)} but the model '
+                           f'has tasks {list(self._preprocessors)}')
+        inputs, data_samples = {}, {}
+        for task, batch in data.items():
+            out = self._preprocessors[task](batch, training)
+            inputs[task] = out['inputs']
+            data_samples[task] = out.get('data_samples')
+        return dict(inputs=inputs, data_samples=data_samples)
+
+
+@MODELS.register_module()
+class XLearner(BaseModel):
+    """X-Learner's Expansion Stage model (paper Sec. 3.1-3.2, Algorithm 1).
+
+    T sub-backbones (:class:`ExpandedBackbone`) joined by reconciliation
+    layers (:class:`ReconciliationNeck`); each task's stream feeds a stock
+    model of its codebase whose backbone is replaced by that stream. Sources
+    of a task get their own heads through the ``MultiSource*Head`` classes.
+
+    Training takes one batch per task, ``{task: batch}``. Task t's batch runs
+    through stream t with autograd; when reconciliation is on, the other
+    streams run on the same images under ``no_grad`` to feed the
+    reconciliation layers. The loss is paper Eq. (1): the mean over all N
+    sources of their task losses. Losses shared by a task's sources (e.g. the
+    class-agnostic RPN of a detector) count once per source of the task.
+
+    Algorithm 1: while :attr:`reconcile` is False (the first tau iterations,
+    switched by :class:`ReconciliationSwitchHook`) the sub-backbones train
+    separately, each on its own task loss (the mean over the task's sources);
+    afterwards jointly, with reconciliation and the Eq. (1) average.
+
+    Args:
+        backbone (dict): :class:`ExpandedBackbone` config. ``tasks`` defaults
+            to the keys of ``task_models``.
+        task_models (dict[str, dict]): ``{task: stock model config}``, e.g.
+            ``dict(cls=dict(type='mmpretrain.ImageClassifier', ...),
+            det=dict(type='mmdet.FasterRCNN', ...))``. Their ``backbone`` key
+            is replaced by the task's stream; necks and heads must take the
+            stream's channels. Each keeps its own ``data_preprocessor``.
+        neck (dict, optional): :class:`ReconciliationNeck` config;
+            ``in_channels`` and ``strides`` are filled in from the backbone.
+            None trains the sub-backbones without reconciliation (the paper's
+            "w/o Rec." ablation). Defaults to ``dict(type='ReconciliationNeck')``.
+        init_cfg (dict, optional): Defaults to None.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 task_models: Dict[str, dict],
+                 neck: Optional[dict] = dict(type='ReconciliationNeck'),
+                 init_cfg: Optional[dict] = None) -> None:
+        if not task_models:
+            raise ValueError('XLearner needs at least one entry in task_models')
+        tasks = list(task_models)
+        backbone = copy.deepcopy(backbone)
+        if list(backbone.setdefault('tasks', tasks)) != tasks:
+            raise ValueError(
+                f'model.backbone.tasks {list(backbone["tasks"])} and the '
+                f'tasks of model.task_models {tasks} differ')
+        built = OrderedDict()
+        for task, cfg in task_models.items():
+            cfg = copy.deepcopy(cfg)
+            if 'backbone' in cfg:
+                print_log(
+                    f'model.task_models.{task}.backbone is replaced by the '
+                    f'"{task}" stream of the expanded backbone', 'current')
+            cfg['backbone'] = dict(type='xlearner_mm.TaskStream', task=task)
+            built[task] = MODELS.build(cfg)
+        super().__init__(
+            data_preprocessor=MultiTaskDataPreprocessor(
+                {t: m.data_preprocessor for t, m in built.items()}),
+            init_cfg=init_cfg)
+
+        self.tasks = tuple(tasks)
+        self.backbone = MODELS.build(backbone)
+        if neck is not None and len(tasks) > 1:
+            neck = copy.deepcopy(neck)
+            neck.setdefault('in_channels', self.backbone.out_channels)
+            neck.setdefault('strides', self.backbone.out_strides)
+            self.neck = MODELS.build(neck)
+        else:
+            self.neck = None
+        self.task_models = nn.ModuleDict(built)
+        for model in self.task_models.values():
+            model.backbone.bind(self.extract_task_feat)
+        self.task_sources = {t: self._sources_of(t) for t in self.tasks}
+        self.num_sources = sum(len(s) for s in self.task_sources.values())
+        # Algorithm 1's phase; ReconciliationSwitchHook sets it from runner.iter.
+        self.reconcile = self.neck is not None
+
+    def _sources_of(self, task: str) -> Tuple[str, ...]:
+        """Source names of ``task``: those of its per-source heads, or the
+        task alone when its model has ordinary single-source heads."""
+        model = self.task_models[task]
+        found = {
+            key: tuple(getattr(model, key).source_names)
+            for key in _HEAD_KEYS
+            if isinstance(getattr(model, key, None), MultiSourceHeadMixin)
+        }
+        if len(set(found.values())) > 1:
+            raise ValueError(f'The per-source heads of task "{task}" name '
+                             f'different sources: {found}')
+        return next(iter(found.values())) if found else (task, )
+
+    @property
+    def with_reconciliation(self) -> bool:
+        return self.neck is not None
+
+    def extract_task_feat(self, inputs: Tensor,
+                          task: str) -> Tuple[Tensor, ...]:
+        """Task t's stream on a batch: :math:`(F_1^t, ..., F_D^t)`.
+
+        Args:
+            inputs (Tensor): (N, 3, H, W) images of any task.
+            task (str): t.
+
+        Returns:
+            tuple[Tensor]: D levels, level i of shape
+            (N, C_i^t, H / s_i^t, W / s_i^t).
+        """
+        if not (self.reconcile and self.neck is not None):
+            return self.backbone(inputs, tasks=(task, ))[task]
+        feats = self.backbone(inputs, grad_tasks=(task, ))
+        return self.neck(feats, task)
+
+    def forward(self,
+                inputs: Dict[str, Tensor],
+                data_samples: Optional[Dict[str, list]] = None,
+                mode: str = 'tensor'):
+        """Args:
+            inputs (dict[str, Tensor]): ``{task: (N_t, 3, H, W) images}``.
+            data_samples (dict[str, list], optional): ``{task: samples}``.
+            mode (str): ``'loss'`` returns the losses of every task, named
+                ``<task>.<loss>``; ``'predict'`` returns the data samples of
+                every task (in the order of ``inputs``) with predictions;
+                ``'tensor'`` returns ``{task: (F_1^t, ..., F_D^t)}``.
+        """
+        data_samples = data_samples or {}
+        if mode == 'tensor':
+            return {t: self.extract_task_feat(x, t) for t, x in inputs.items()}
+        if mode == 'loss':
+            losses = {}
+            for task, x in inputs.items():
+                task_losses = self.task_models[task].loss(
+                    x, data_samples[task])
+                losses.update(
+                    {f'{task}.{k}': v for k, v in task_losses.items()})
+            return losses
+        if mode == 'predict':
+            results = []
+            for task, x in inputs.items():
+                results.extend(self.task_models[task].predict(
+                    x, data_samples.get(task)))
+            return results
+        raise RuntimeError(f'Invalid mode "{mode}"; XLearner supports '
+                           '"loss", "predict" and "tensor"')
+
+    def _loss_owner(self, name: str) -> Tuple[str, Optional[str]]:
+        """(task, source) of a loss named ``<task>.<...>``; source is None
+        for losses shared by all of the task's sources."""
+        task, rest = name.split('.', 1)
+        parts = rest.split('.')
+        sources = self.task_sources[task]
+        if len(sources) == 1:
+            return task, sources[0]
+        return task, next((p for p in parts if p in sources), None)
+
+    def parse_losses(self, losses: Dict[str, torch.Tensor]
+                     ) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """Average the losses over sources (paper Eq. 1).
+
+        Every entry is logged as it is; ``<task>.task_loss`` is task t's loss
+        :math:`\\ell_t` (its per-source losses averaged over its sources,
+        plus the losses its sources share), and ``loss`` is what is
+        optimised: :math:`\\frac{1}{N}\\sum_t\\sum_n \\ell_{t,n}` once
+        reconciliation is on, and :math:`\\sum_t \\ell_t` before (each
+        sub-backbone then only receives its own task's gradient, as in
+        Algorithm 1's separate updates).
+        """
+        log_vars = []
+        task_loss = {t: 0. for t in self.tasks}
+        for name, value in losses.items():
+            if isinstance(value, torch.Tensor):
+                value = value.mean()
+            elif isinstance(value, (list, tuple)) and all(
+                    isinstance(v, torch.Tensor) for v in value):
+                value = sum(v.mean() for v in value)
+            else:
+                raise TypeError(f'{name} is not a tensor or list of tensors')
+            log_vars.append((name, value))
+            if 'loss' not in name:
+                continue
+            task, source = self._loss_owner(name)
+            weight = 1.0 if source is None else 1.0 / len(
+                self.task_sources[task])
+            task_loss[task] = task_loss[task] + weight * value
+        present = [t for t in self.tasks if torch.is_tensor(task_loss[t])]
+        if self.reconcile:
+            # (1/N) sum_t N_t * l_t = (1/N) sum_t sum_n l_{t,n}
+            loss = sum(task_loss[t] * len(self.task_sources[t])
+                       for t in present) / self.num_sources
+        else:
+            loss = sum(task_loss[t] for t in present)
+        summary = [('loss', loss)] + [(f'{t}.task_loss', task_loss[t])
+                                      for t in present]
+        return loss, OrderedDict(summary + log_vars)

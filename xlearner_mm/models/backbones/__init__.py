@@ -1,0 +1,3 @@
+from .expanded_backbone import ExpandedBackbone
+
+__all__ = ['ExpandedBackbone']

@@ -1,0 +1,4 @@
+from .multi_source_heads import (MultiSourceClsHead, MultiSourceDecodeHead,
+                                 MultiSourceRoIHead)
+
+__all__ = ['MultiSourceClsHead', 'MultiSourceDecodeHead', 'MultiSourceRoIHead']

@@ -1,0 +1,3 @@
+from .reconciliation_neck import ReconciliationLayer, ReconciliationNeck
+
+__all__ = ['ReconciliationLayer', 'ReconciliationNeck']
