@@ -5,6 +5,7 @@
 #
 #   python tools/train.py configs/demo/expansion_demo.py
 _base_ = [
+    '../_base_/models/xlearner_r50_cls_det.py',
     '../_base_/default_runtime.py',
     '../_base_/datasets/demo.py',
 ]
@@ -22,145 +23,44 @@ log_processor = dict(window_size=10)
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
 visualizer = dict(vis_backends=vis_backends)
 
-# A 4-stage ResNet-18 at 1/4 width: levels of 16, 32, 64 and 128 channels.
+# The model of configs/xlearner/expansion_r50.py, shrunk: a 4-stage
+# ResNet-18 at 1/4 width (levels of 16, 32, 64 and 128 channels), narrow
+# heads, the demo sources' label spaces, and a segmentation task added.
 widths = [16, 32, 64, 128]
 mean = [123.675, 116.28, 103.53]
 std = [58.395, 57.12, 57.375]
 model = dict(
-    type='XLearner',
-    backbone=dict(
-        type='ExpandedBackbone',
-        backbone=dict(
-            type='mmdet.ResNet',
-            depth=18,
-            base_channels=16,
-            num_stages=4,
-            out_indices=(0, 1, 2, 3),
-            norm_cfg=dict(type='BN', requires_grad=True),
-            norm_eval=False,
-            style='pytorch')),
-    neck=dict(type='ReconciliationNeck', groups=4),
+    backbone=dict(backbone=dict(depth=18, base_channels=16)),
+    neck=dict(groups=4),
     task_models=dict(
         cls=dict(
-            type='mmpretrain.ImageClassifier',
-            _scope_='mmpretrain',
-            data_preprocessor=dict(
-                type='ClsDataPreprocessor', mean=mean, std=std, to_rgb=True),
-            neck=dict(type='GlobalAveragePooling'),
             head=dict(
-                type='xlearner_mm.MultiSourceClsHead',
-                shared=dict(
-                    type='LinearClsHead',
-                    in_channels=widths[-1],
-                    loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-                    topk=(1, )),
+                shared=dict(in_channels=widths[-1], topk=(1, )),
                 heads=dict(
+                    _delete_=True,
                     folder_cls=dict(num_classes={{_base_.demo_num_classes.folder_cls}}),
                     annfile_cls=dict(num_classes={{_base_.demo_num_classes.annfile_cls}})))),
         det=dict(
-            type='mmdet.FasterRCNN',
-            _scope_='mmdet',
-            data_preprocessor=dict(
-                type='DetDataPreprocessor',
-                mean=mean,
-                std=std,
-                bgr_to_rgb=True,
-                pad_size_divisor=32),
-            neck=dict(
-                type='FPN', in_channels=widths, out_channels=32, num_outs=5),
+            neck=dict(in_channels=widths, out_channels=32),
             rpn_head=dict(
-                type='RPNHead',
                 in_channels=32,
                 feat_channels=32,
-                anchor_generator=dict(
-                    type='AnchorGenerator',
-                    scales=[4],
-                    ratios=[0.5, 1.0, 2.0],
-                    strides=[4, 8, 16, 32, 64]),
-                bbox_coder=dict(
-                    type='DeltaXYWHBBoxCoder',
-                    target_means=[.0, .0, .0, .0],
-                    target_stds=[1.0, 1.0, 1.0, 1.0]),
-                loss_cls=dict(
-                    type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
-                loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
+                anchor_generator=dict(scales=[4])),
             roi_head=dict(
-                type='xlearner_mm.MultiSourceRoIHead',
                 shared=dict(
-                    type='StandardRoIHead',
-                    bbox_roi_extractor=dict(
-                        type='SingleRoIExtractor',
-                        roi_layer=dict(
-                            type='RoIAlign', output_size=7, sampling_ratio=0),
-                        out_channels=32,
-                        featmap_strides=[4, 8, 16, 32]),
-                    bbox_head=dict(
-                        type='Shared2FCBBoxHead',
-                        in_channels=32,
-                        fc_out_channels=64,
-                        roi_feat_size=7,
-                        bbox_coder=dict(
-                            type='DeltaXYWHBBoxCoder',
-                            target_means=[0., 0., 0., 0.],
-                            target_stds=[0.1, 0.1, 0.2, 0.2]),
-                        reg_class_agnostic=False,
-                        loss_cls=dict(
-                            type='CrossEntropyLoss',
-                            use_sigmoid=False,
-                            loss_weight=1.0),
-                        loss_bbox=dict(type='L1Loss', loss_weight=1.0))),
+                    bbox_roi_extractor=dict(out_channels=32),
+                    bbox_head=dict(in_channels=32, fc_out_channels=64)),
                 heads=dict(
+                    _delete_=True,
                     coco_a=dict(bbox_head=dict(num_classes={{_base_.demo_num_classes.coco_a}})),
                     coco_b=dict(bbox_head=dict(num_classes={{_base_.demo_num_classes.coco_b}})))),
             train_cfg=dict(
-                rpn=dict(
-                    assigner=dict(
-                        type='MaxIoUAssigner',
-                        pos_iou_thr=0.7,
-                        neg_iou_thr=0.3,
-                        min_pos_iou=0.3,
-                        match_low_quality=True,
-                        ignore_iof_thr=-1),
-                    sampler=dict(
-                        type='RandomSampler',
-                        num=64,
-                        pos_fraction=0.5,
-                        neg_pos_ub=-1,
-                        add_gt_as_proposals=False),
-                    allowed_border=-1,
-                    pos_weight=-1,
-                    debug=False),
-                rpn_proposal=dict(
-                    nms_pre=200,
-                    max_per_img=100,
-                    nms=dict(type='nms', iou_threshold=0.7),
-                    min_bbox_size=0),
-                rcnn=dict(
-                    assigner=dict(
-                        type='MaxIoUAssigner',
-                        pos_iou_thr=0.5,
-                        neg_iou_thr=0.5,
-                        min_pos_iou=0.5,
-                        match_low_quality=False,
-                        ignore_iof_thr=-1),
-                    sampler=dict(
-                        type='RandomSampler',
-                        num=64,
-                        pos_fraction=0.25,
-                        neg_pos_ub=-1,
-                        add_gt_as_proposals=True),
-                    pos_weight=-1,
-                    debug=False)),
+                rpn=dict(sampler=dict(num=64)),
+                rpn_proposal=dict(nms_pre=200, max_per_img=100),
+                rcnn=dict(sampler=dict(num=64))),
             test_cfg=dict(
-                rpn=dict(
-                    nms_pre=200,
-                    max_per_img=100,
-                    nms=dict(type='nms', iou_threshold=0.7),
-                    min_bbox_size=0),
-                rcnn=dict(
-                    score_thr=0.05,
-                    nms=dict(type='nms', iou_threshold=0.5),
-                    max_per_img=20))),
+                rpn=dict(nms_pre=200, max_per_img=100),
+                rcnn=dict(max_per_img=20))),
         seg=dict(
             type='mmseg.EncoderDecoder',
             _scope_='mmseg',

@@ -16,7 +16,7 @@ losses over sources (paper Eq. 1).
 """
 import copy
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from mmengine.model import BaseModule
@@ -107,6 +107,18 @@ class MultiSourceHeadMixin:
     def _prefix(source: str, losses: dict) -> dict:
         return {f'{source}.{k}': v for k, v in losses.items()}
 
+    def _loss_per_source(self, feats: tuple, data_samples: list,
+                         loss: Callable) -> dict:
+        """``loss(head, feats, samples)`` for each source's share of the
+        batch, with the losses named ``<source>.<loss>``."""
+        losses = {}
+        for source, index in self._group([ds.metainfo for ds in data_samples],
+                                         feats[0].device).items():
+            losses.update(self._prefix(source, loss(
+                self.heads[source], _take(feats, index),
+                [data_samples[i] for i in index.tolist()])))
+        return losses
+
     @staticmethod
     def _restore_order(groups: Dict[str, Tensor], results: Dict[str, list],
                        num: int) -> list:
@@ -149,13 +161,9 @@ class MultiSourceClsHead(MultiSourceHeadMixin, BaseModule):
     def loss(self, feats: tuple, data_samples: list, **kwargs) -> dict:
         """Each source's samples through its head; losses named
         ``<source>.<loss>``. ``feats``: tuple of (N, C) tensors."""
-        losses = {}
-        for source, index in self._group([ds.metainfo for ds in data_samples],
-                                         feats[-1].device).items():
-            losses.update(self._prefix(source, self.heads[source].loss(
-                _take(feats, index), [data_samples[i] for i in index.tolist()],
-                **kwargs)))
-        return losses
+        return self._loss_per_source(
+            feats, data_samples,
+            lambda head, x, samples: head.loss(x, samples, **kwargs))
 
     def predict(self, feats: tuple, data_samples: Optional[list] = None,
                 **kwargs) -> list:
@@ -213,14 +221,9 @@ class MultiSourceDecodeHead(MultiSourceHeadMixin, BaseModule):
              train_cfg: dict) -> dict:
         """``inputs``: tuple of (N, C, H, W) levels; losses named
         ``<source>.<loss>``."""
-        losses = {}
-        for source, index in self._group(
-            [ds.metainfo for ds in batch_data_samples],
-                inputs[0].device).items():
-            losses.update(self._prefix(source, self.heads[source].loss(
-                _take(inputs, index),
-                [batch_data_samples[i] for i in index.tolist()], train_cfg)))
-        return losses
+        return self._loss_per_source(
+            inputs, batch_data_samples,
+            lambda head, x, samples: head.loss(x, samples, train_cfg))
 
     def predict(self, inputs: tuple, batch_img_metas: List[dict],
                 test_cfg: dict) -> Tensor:
