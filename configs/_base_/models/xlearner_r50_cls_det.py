@@ -153,3 +153,8 @@ model = dict(
                     score_thr=0.05,
                     nms=dict(type='nms', iou_threshold=0.5),
                     max_per_img=100)))))
+# Under DistributedDataParallel some parameters get no gradient in some
+# iterations: every reconciliation layer before tau (Algorithm 1), and the
+# layers into the lower levels of a task whose heads read only its last
+# level (classification). DDP must be told to look for them.
+find_unused_parameters = True
