@@ -1,0 +1,3 @@
+from .guidance_layer import GuidanceLayer, hint_loss
+
+__all__ = ['GuidanceLayer', 'hint_loss']

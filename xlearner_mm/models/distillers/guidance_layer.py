@@ -1,0 +1,62 @@
+from typing import Optional
+
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from xlearner_mm.registry import MODELS
+
+
+@MODELS.register_module()
+class GuidanceLayer(BaseModule):
+    """FitNets guidance layer :math:`\\mathcal{G}^t` (paper Sec. 3.3, Eq. 4).
+
+    A 1x1 convolution followed by a normalization layer that projects the
+    student's feature :math:`\\hat{F}` to the width of a teacher's feature
+    :math:`F^t`: ``(N, C_student, H, W) -> (N, C_teacher, H, W)``. The same
+    layer regresses an Expansion stream onto a single-task teacher's hint in
+    X-Learner++ (Sec. 3.4).
+
+    Args:
+        in_channels (int): C_student.
+        out_channels (int): C_teacher.
+        norm_cfg (dict): Normalization layer. Defaults to BN.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 norm_cfg: dict = dict(type='BN'),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.proj = ConvModule(
+            in_channels,
+            out_channels,
+            kernel_size=1,
+            norm_cfg=norm_cfg,
+            act_cfg=None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, C_student, H, W) -> (N, C_teacher, H, W)."""
+        return self.proj(x)
+
+
+def hint_loss(student: Tensor, teacher: Tensor) -> Tensor:
+    """Squared L2 distance between a guided student feature and a teacher
+    feature, averaged over every element (Eq. 4's
+    :math:`\\|F^t - \\mathcal{G}^t(\\hat F)\\|_2^2` divided by N*C*H*W, so its
+    scale does not depend on batch or feature size). The teacher side carries
+    no gradient.
+
+    Args:
+        student (Tensor): (N, C, H, W) guided student feature.
+        teacher (Tensor): (N, C, H, W) teacher feature.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(f'hint_loss: student feature {tuple(student.shape)} '
+                         f'and teacher feature {tuple(teacher.shape)} differ')
+    return F.mse_loss(student, teacher.detach(), reduction='mean')
