@@ -332,7 +332,12 @@ def test_dist_train_two_processes(demo_data, tmp_path):
         text=True,
         timeout=300)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-5000:]
+    (tmp_path / 'dist_train.log').write_text(output)
+    # Both ranks write to one stream: show what went wrong, then the end.
+    problems = '\n'.join(
+        line for line in output.splitlines()
+        if re.search(r'Error|Traceback|terminate|Iter\(train\)', line))
+    assert proc.returncode == 0, f'{problems}\n...\n{output[-3000:]}'
     assert 'Iteration 2: reconciliation on' in output, output[-5000:]
     assert re.search(r'Iter\(train\) \[4/4\]', output), output[-5000:]
     assert (work_dir / 'iter_4.pth').exists()
