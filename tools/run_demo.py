@@ -1,6 +1,17 @@
-"""The demo behind ``make demo``: the Expansion Stage on the generated demo
-data (classification, detection and segmentation, tau switch included), then
-a summary of how each task's loss moved and where the checkpoint is.
+"""The demo behind ``make demo``: X-Learner's whole pipeline on the generated
+demo data, each stage with the repository's own tools, then a summary.
+
+1. Expansion Stage: ``configs/demo/expansion_demo.py`` (cls + det + seg,
+   tau switch included);
+2. Squeeze Stage: ``configs/demo/squeeze_demo.py``, a ResNet-50 student
+   distilled from the expansion checkpoint;
+3. export: ``tools/export_backbone.py`` writes the student as a plain
+   ResNet-50 checkpoint;
+4. downstream: mmdet's stock Faster R-CNN and mmseg's stock DeepLabV3 configs
+   load the export through ``init_cfg`` and train one iteration each on demo
+   data (``configs/demo/*_export_demo.py``);
+5. linear probe (``tools/linear_probe.py``) of the export on the demo
+   classification sources.
 
     python tools/make_demo_data.py --out data/demo
     python tools/run_demo.py --work-dir work_dirs/demo
@@ -10,71 +21,154 @@ import glob
 import json
 import os
 import os.path as osp
+import subprocess
+import sys
 import time
 
-from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
-
-import xlearner_mm  # noqa: F401  (allow-lists checkpoint classes)
-
-DEFAULT_CONFIG = osp.join(
-    osp.dirname(__file__), '..', 'configs', 'demo', 'expansion_demo.py')
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--config', default=DEFAULT_CONFIG)
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of the config, xxx=yyy format')
+        '--expansion-iters', type=int,
+        help='override train_cfg.max_iters of the expansion demo')
+    parser.add_argument(
+        '--squeeze-iters', type=int,
+        help='override train_cfg.max_iters of the squeeze demo')
     return parser.parse_args()
 
 
-def read_scalars(work_dir: str) -> list:
-    """The training records mmengine's LocalVisBackend wrote in its newest
-    run folder."""
-    paths = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')),
-                   key=os.path.getmtime)
+def run_stage(name: str, args: list, log_path: str) -> float:
+    """Run ``python <args>`` from the repository root, teeing its output to
+    ``log_path``; returns the wall time. A failing stage ends the demo with
+    its name and log."""
+    print(f'\n=== {name}: {" ".join(args)}', flush=True)
+    os.makedirs(osp.dirname(log_path), exist_ok=True)
+    start = time.time()
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            log.write(line)
+            if 'Iter(train)' in line or 'Error' in line:
+                print('  ' + line.rstrip()[-150:], flush=True)
+        returncode = proc.wait()
+    if returncode:
+        sys.exit(f'demo stage "{name}" failed (exit code {returncode}); '
+                 f'its output is in {log_path}')
+    return time.time() - start
+
+
+def train_records(work_dir: str) -> list:
+    """Training records of the newest run under ``work_dir``
+    (mmengine's LocalVisBackend scalars.json)."""
+    paths = sorted(
+        glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')),
+        key=os.path.getmtime)
     if not paths:
         raise FileNotFoundError(f'no scalars.json under {work_dir}')
     with open(paths[-1]) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        records = [json.loads(line) for line in f if line.strip()]
+    return records
 
 
-def loss_table(records: list, tasks) -> str:
-    train = [r for r in records if 'loss' in r and 'iter' in r]
-    first, last = train[0], train[-1]
-    lines = [f'{"task":<6} {"loss @ iter " + str(first["iter"]):>16} '
-             f'{"loss @ iter " + str(last["iter"]):>16} {"change":>8}']
-    for task in tasks:
-        key = f'{task}.task_loss'
-        a, b = first[key], last[key]
-        lines.append(f'{task:<6} {a:>16.4f} {b:>16.4f} {(b - a) / a:>+8.1%}')
-    return '\n'.join(lines)
+def first_last(records: list, key: str) -> tuple:
+    values = [(r['iter'], r[key]) for r in records if key in r and 'iter' in r]
+    return values[0], values[-1]
+
+
+def checkpoint_of(work_dir: str) -> str:
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
 
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir
-    start = time.time()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    elapsed = time.time() - start
-    records = read_scalars(args.work_dir)
-    print('\n=== X-Learner demo: Expansion Stage ===')
-    print(f'tasks: {", ".join(cfg.model.task_models)}; iterations: '
-          f'{runner.iter}; wall time: {elapsed:.0f} s')
-    print(loss_table(records, list(cfg.model.task_models)))
-    val = [r for r in records if not ('loss' in r and 'iter' in r)]
-    if val:
-        print('validation: ' + ', '.join(
-            f'{k}={v:.3f}' for k, v in val[-1].items()
-            if isinstance(v, float) and k not in ('step', 'time', 'data_time')))
-    print(f'checkpoint: {osp.join(args.work_dir, "iter_%d.pth" % runner.iter)}')
+    root = args.work_dir
+    dirs = {stage: osp.join(root, stage) for stage in (
+        'expansion', 'squeeze', 'export', 'faster_rcnn', 'deeplabv3',
+        'linear_probe')}
+    export = osp.join(dirs['export'], 'xlearner_r50.pth')
+    times = {}
+
+    expansion_opts = ([f'train_cfg.max_iters={args.expansion_iters}']
+                      if args.expansion_iters else [])
+    times['expansion'] = run_stage(
+        'Expansion Stage',
+        ['tools/train.py', 'configs/demo/expansion_demo.py', '--work-dir',
+         dirs['expansion']] +
+        (['--cfg-options', *expansion_opts] if expansion_opts else []),
+        osp.join(dirs['expansion'], 'stdout.log'))
+    expansion_ckpt = checkpoint_of(dirs['expansion'])
+
+    squeeze_opts = [f'model.teacher_checkpoint={expansion_ckpt}']
+    if args.squeeze_iters:
+        squeeze_opts.append(f'train_cfg.max_iters={args.squeeze_iters}')
+    times['squeeze'] = run_stage(
+        'Squeeze Stage',
+        ['tools/train.py', 'configs/demo/squeeze_demo.py', '--work-dir',
+         dirs['squeeze'], '--cfg-options', *squeeze_opts],
+        osp.join(dirs['squeeze'], 'stdout.log'))
+    squeeze_ckpt = checkpoint_of(dirs['squeeze'])
+
+    times['export'] = run_stage(
+        'Export', ['tools/export_backbone.py', squeeze_ckpt, export],
+        osp.join(dirs['export'], 'stdout.log'))
+
+    for stage, config in (
+            ('faster_rcnn', 'configs/demo/faster-rcnn_r50_fpn_export_demo.py'),
+            ('deeplabv3', 'configs/demo/deeplabv3_r50b_export_demo.py')):
+        log_path = osp.join(dirs[stage], 'stdout.log')
+        times[stage] = run_stage(
+            f'Downstream {stage}',
+            ['tools/train.py', config, '--work-dir', dirs[stage],
+             '--cfg-options', f'model.backbone.init_cfg.checkpoint={export}'],
+            log_path)
+        with open(log_path) as f:
+            text = f.read()
+        # mmengine loads Pretrained weights non-strictly and only reports
+        # unmatched keys: the export must have loaded without any.
+        if (f'load model from: {export}' not in text
+                or 'do not match exactly' in text):
+            sys.exit(f'{stage}: the export was not loaded cleanly, see '
+                     f'{log_path}')
+
+    probe_json = osp.join(dirs['linear_probe'], 'results.json')
+    times['linear_probe'] = run_stage(
+        'Linear probe',
+        ['tools/linear_probe.py', 'configs/linear_probe/demo.py', export,
+         '--work-dir', dirs['linear_probe'], '--out', probe_json],
+        osp.join(dirs['linear_probe'], 'stdout.log'))
+
+    print('\n=== X-Learner demo: summary ===')
+    print(f'{"stage":<14} {"time":>7}  result')
+    records = train_records(dirs['expansion'])
+    tasks = [k[:-len('.task_loss')] for k in records[0]
+             if k.endswith('.task_loss')]
+    changes = []
+    for task in tasks:
+        (i0, a), (i1, b) = first_last(records, f'{task}.task_loss')
+        changes.append(f'{task} {a:.3f}->{b:.3f}')
+    print(f'{"expansion":<14} {times["expansion"]:>6.0f}s  task loss iter '
+          f'{i0}->{i1}: {", ".join(changes)}; {expansion_ckpt}')
+    (i0, a), (i1, b) = first_last(train_records(dirs['squeeze']), 'loss')
+    print(f'{"squeeze":<14} {times["squeeze"]:>6.0f}s  hint loss iter '
+          f'{i0}->{i1}: {a:.2f}->{b:.2f}; {squeeze_ckpt}')
+    print(f'{"export":<14} {times["export"]:>6.0f}s  {export}')
+    for stage in ('faster_rcnn', 'deeplabv3'):
+        record = train_records(dirs[stage])[-1]
+        print(f'{stage:<14} {times[stage]:>6.0f}s  stock config, export '
+              f'loaded, 1 iteration: loss {record["loss"]:.3f}')
+    with open(probe_json) as f:
+        probe = json.load(f)
+    tops = ', '.join(f'{name} {r["top1"]:.1f}'
+                     for name, r in probe['datasets'].items())
+    print(f'{"linear_probe":<14} {times["linear_probe"]:>6.0f}s  top-1 '
+          f'{tops}; average {probe["average_top1"]:.1f}')
+    print(f'total {sum(times.values()):.0f}s')
 
 
 if __name__ == '__main__':

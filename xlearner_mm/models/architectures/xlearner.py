@@ -3,7 +3,7 @@ from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.model import BaseDataPreprocessor, BaseModel, ModuleDict
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
@@ -115,6 +115,13 @@ class XLearner(BaseModel):
             ``in_channels`` and ``strides`` are filled in from the backbone.
             None trains the sub-backbones without reconciliation (the paper's
             "w/o Rec." ablation). Defaults to ``dict(type='ReconciliationNeck')``.
+        hint_teachers (dict[str, dict], optional): X-Learner++ (paper
+            Sec. 3.4): ``{task: dict(backbone=..., levels=..., loss_weight=...)}``,
+            the :class:`HintTeacher` of a task, a frozen single-task
+            single-source pretrained backbone whose features supervise the
+            task's stream ``F^t``. Its loss, ``<task>.hint_loss``, is part of
+            the task's loss shared by the task's sources (see
+            :meth:`parse_losses`). Defaults to None.
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -122,6 +129,7 @@ class XLearner(BaseModel):
                  backbone: dict,
                  task_models: Dict[str, dict],
                  neck: Optional[dict] = dict(type='ReconciliationNeck'),
+                 hint_teachers: Optional[Dict[str, dict]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if not task_models:
             raise ValueError('XLearner needs at least one entry in task_models')
@@ -154,10 +162,20 @@ class XLearner(BaseModel):
             self.neck = MODELS.build(neck)
         else:
             self.neck = None
-        self.task_models = nn.ModuleDict(built)
+        # mmengine's ModuleDict: init_weights() reaches the stock models.
+        self.task_models = ModuleDict(built)
         for model in self.task_models.values():
             model.backbone.bind(self.extract_task_feat)
         self.task_sources = {t: self._sources_of(t) for t in self.tasks}
+        self.hints = ModuleDict()
+        for task, cfg in (hint_teachers or {}).items():
+            if task not in self.tasks:
+                raise KeyError(f'model.hint_teachers names task "{task}" '
+                               f'that is not among the tasks {tasks}')
+            self.hints[task] = MODELS.build(dict(
+                dict(type='HintTeacher', task=task,
+                     in_channels=self.backbone.out_channels[task],
+                     in_strides=self.backbone.out_strides[task]), **cfg))
         self.num_sources = sum(len(s) for s in self.task_sources.values())
         # Algorithm 1's phase; ReconciliationSwitchHook sets it from runner.iter.
         self.reconcile = self.neck is not None
@@ -215,8 +233,7 @@ class XLearner(BaseModel):
         if mode == 'loss':
             losses = {}
             for task, x in inputs.items():
-                task_losses = self.task_models[task].loss(
-                    x, data_samples[task])
+                task_losses = self._task_loss(task, x, data_samples[task])
                 losses.update(
                     {f'{task}.{k}': v for k, v in task_losses.items()})
             return losses
@@ -228,6 +245,25 @@ class XLearner(BaseModel):
             return results
         raise RuntimeError(f'Invalid mode "{mode}"; XLearner supports '
                            '"loss", "predict" and "tensor"')
+
+    def _task_loss(self, task: str, inputs: Tensor,
+                   data_samples: list) -> Dict[str, Tensor]:
+        """Task t's stock-model losses, plus ``hint_loss`` when the task has
+        an X-Learner++ hint teacher. The hint reads the stream's levels
+        :math:`F^t` of the stock model's own backbone call (stock models run
+        their backbone once per loss), so the stream is not run twice."""
+        model = self.task_models[task]
+        if task not in self.hints:
+            return model.loss(inputs, data_samples)
+        feats = []
+        handle = model.backbone.register_forward_hook(
+            lambda module, args, out: feats.append(out))
+        try:
+            losses = model.loss(inputs, data_samples)
+        finally:
+            handle.remove()
+        losses['hint_loss'] = self.hints[task](inputs, feats[0])
+        return losses
 
     def _loss_owner(self, name: str) -> Tuple[str, Optional[str]]:
         """(task, source) of a loss named ``<task>.<...>``; source is None
@@ -245,7 +281,8 @@ class XLearner(BaseModel):
 
         Every entry is logged as it is; ``<task>.task_loss`` is task t's loss
         :math:`\\ell_t` (its per-source losses averaged over its sources,
-        plus the losses its sources share), and ``loss`` is what is
+        plus the losses its sources share, among them the X-Learner++
+        ``<task>.hint_loss``), and ``loss`` is what is
         optimised: :math:`\\frac{1}{N}\\sum_t\\sum_n \\ell_{t,n}` once
         reconciliation is on, and :math:`\\sum_t \\ell_t` before (each
         sub-backbone then only receives its own task's gradient, as in

@@ -2,8 +2,8 @@ import copy
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-from mmengine.model import BaseModule
-from torch import Tensor, nn
+from mmengine.model import BaseModule, ModuleDict
+from torch import Tensor
 
 from xlearner_mm.registry import MODELS
 
@@ -51,7 +51,9 @@ class ExpandedBackbone(BaseModule):
             raise KeyError(f'stream_overrides names tasks {sorted(unknown)} '
                            f'that are not among the tasks {list(tasks)}')
         self.tasks = tasks
-        self.streams = nn.ModuleDict()
+        # mmengine's ModuleDict passes init_weights() on to the streams, so
+        # that their init_cfg (e.g. a Pretrained checkpoint) is applied.
+        self.streams = ModuleDict()
         for task in tasks:
             cfg = copy.deepcopy(backbone)
             cfg.update(copy.deepcopy(stream_overrides.get(task, {})))

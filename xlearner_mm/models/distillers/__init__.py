@@ -1,3 +1,5 @@
 from .guidance_layer import GuidanceLayer, hint_loss
+from .hint_teacher import HintTeacher
+from .multi_task_distiller import MultiTaskDistiller
 
-__all__ = ['GuidanceLayer', 'hint_loss']
+__all__ = ['GuidanceLayer', 'HintTeacher', 'MultiTaskDistiller', 'hint_loss']

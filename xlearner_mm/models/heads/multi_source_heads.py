@@ -19,8 +19,8 @@ from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-from mmengine.model import BaseModule
-from torch import Tensor, nn
+from mmengine.model import BaseModule, ModuleDict
+from torch import Tensor
 
 from xlearner_mm.registry import MODELS
 
@@ -78,7 +78,9 @@ class MultiSourceHeadMixin:
                      shared: Optional[dict] = None) -> None:
         if not heads:
             raise ValueError(f'{type(self).__name__} needs at least one head')
-        self.heads = nn.ModuleDict(
+        # mmengine's ModuleDict passes init_weights() on to each head, so
+        # that the stock heads' own init_cfg (e.g. Normal(std=0.01)) runs.
+        self.heads = ModuleDict(
             (source, MODELS.build(_in_own_scope(_merged(shared or {}, cfg))))
             for source, cfg in heads.items())
 

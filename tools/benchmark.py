@@ -1,0 +1,371 @@
+"""Speed and memory ratios of xlearner_mm, each measured in one run on the
+same inputs, after warm-up, as the median of several repeats. Prints one
+``name: value`` line per figure (and the raw timings on ``--verbose``).
+
+    python tools/benchmark.py                      # every figure
+    python tools/benchmark.py --only expansion_overhead memory_ratio
+
+Figures (targets in brackets):
+
+- ``expansion_overhead`` (<= 1.10): one Expansion training step of the
+  expanded ResNet-50 of ``configs/xlearner/expansion_r50.py`` (T=2,
+  reconciliation on: for every task, its stream with autograd, the other
+  stream under no_grad, the reconciliation layers, one backward of the summed
+  losses, as ``XLearner.train_step`` does) divided by the ideal work it
+  contains: each stream's own forward+backward plus the other stream's
+  no_grad forward on the same batch, each timed separately. The task heads
+  are left out of both sides (a feature loss stands in for them): what is
+  measured is what the expansion adds.
+- ``runner_overhead`` (<= 1.10): one iteration of the demo Expansion
+  (``configs/demo/expansion_demo.py``) through mmengine's Runner, the
+  multi-task loop and the configured hooks, divided by the same model step
+  (preprocess, loss, backward, SGD step) in a bare PyTorch loop, both on
+  batches already in memory.
+- ``squeeze_overhead`` (<= 1.10): one distillation step of
+  ``MultiTaskDistiller`` (ResNet-50 student, the expansion_r50 teacher)
+  divided by the teacher's no_grad forward plus the student's
+  forward+backward.
+- ``memory_ratio`` (<= 2.2): peak memory of the expansion step (T=2)
+  divided by that of one single-stream step (a plain ResNet-50
+  forward+backward on the same batch), each in a fresh process, counted from
+  before the model is built (weights and gradients included).
+- ``data_wait`` (< 10%): the share of iteration time the demo Expansion
+  spends waiting for data, with 2 dataloader workers per task.
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+R50_CONFIG = osp.join(REPO_ROOT, 'configs', 'xlearner', 'expansion_r50.py')
+DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'expansion_demo.py')
+SQUEEZE_CONFIG = osp.join(REPO_ROOT, 'configs', 'xlearner', 'squeeze_r50.py')
+FIGURES = ('expansion_overhead', 'runner_overhead', 'squeeze_overhead',
+           'memory_ratio', 'data_wait')
+
+
+def median_time(fn, repeats: int, warmup: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup``."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def feature_loss(feats) -> torch.Tensor:
+    """Stands in for the task heads: a loss that reaches every level."""
+    return sum(f.float().square().mean() for f in feats)
+
+
+def build_r50_expansion():
+    """The expanded backbone + reconciliation neck of expansion_r50.py, with
+    reconciliation on, as an XLearner (its task heads are not used)."""
+    from mmengine.config import Config
+
+    from xlearner_mm.registry import MODELS
+    from xlearner_mm.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(R50_CONFIG)
+    model = MODELS.build(cfg.model)
+    model.reconcile = True
+    model.train()
+    return model
+
+
+def r50_inputs(model, batch_size: int, size: int):
+    torch.manual_seed(0)
+    return {
+        task: torch.randn(batch_size, 3, size, size)
+        for task in model.tasks
+    }
+
+
+def expansion_step(model, inputs) -> None:
+    """What XLearner.train_step does with the backbone: every task's F^t
+    (own stream with autograd, the others under no_grad, reconciliation),
+    then one backward of the summed losses."""
+    loss = sum(
+        feature_loss(model.extract_task_feat(x, task))
+        for task, x in inputs.items())
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+def measure_expansion_overhead(args) -> dict:
+    model = build_r50_expansion()
+    inputs = r50_inputs(model, args.batch_size, args.image_size)
+    streams = model.backbone.streams
+
+    def own_stream(task):
+        def step():
+            feature_loss(streams[task](inputs[task])).backward()
+            streams[task].zero_grad(set_to_none=True)
+        return step
+
+    def other_stream(task):
+        def step():
+            with torch.no_grad():
+                for other in model.tasks:
+                    if other != task:
+                        streams[other](inputs[task])
+        return step
+
+    step = median_time(lambda: expansion_step(model, inputs), args.repeats,
+                       args.warmup)
+    ideal = {}
+    for task in model.tasks:
+        ideal[f'{task}.own_fwd_bwd'] = median_time(
+            own_stream(task), args.repeats, args.warmup)
+        ideal[f'{task}.others_fwd'] = median_time(
+            other_stream(task), args.repeats, args.warmup)
+    return dict(
+        expansion_overhead=step / sum(ideal.values()),
+        raw=dict(step_s=step, **{k + '_s': v for k, v in ideal.items()}))
+
+
+class RssSampler:
+    """Samples this process's resident memory every millisecond in a thread
+    (``ru_maxrss`` is a lifetime maximum that imports may already hold)."""
+
+    def __init__(self):
+        import threading
+        self.peak = self.rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def rss() -> int:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.001)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
+def memory_probe(kind: str, batch_size: int, size: int) -> None:
+    """Child process of ``memory_ratio``: prints the peak resident memory
+    added by building the model and running ``kind``'s step three times."""
+    base = RssSampler.rss()
+    with RssSampler() as sampler:
+        if kind == 'expansion':
+            model = build_r50_expansion()
+            inputs = r50_inputs(model, batch_size, size)
+            for _ in range(3):
+                expansion_step(model, inputs)
+        else:
+            from mmdet.models.backbones import ResNet
+            model = ResNet(depth=50, out_indices=(0, 1, 2, 3))
+            model.train()
+            x = torch.randn(batch_size, 3, size, size)
+            for _ in range(3):
+                feature_loss(model(x)).backward()
+                model.zero_grad(set_to_none=True)
+    print(json.dumps(dict(peak_bytes=sampler.peak - base)))
+
+
+def measure_memory_ratio(args) -> dict:
+    peaks = {}
+    for kind in ('expansion', 'single'):
+        out = subprocess.run(
+            [sys.executable, __file__, '--memory-probe', kind,
+             '--batch-size', str(args.batch_size),
+             '--image-size', str(args.image_size)],
+            check=True, capture_output=True, text=True).stdout
+        peaks[kind] = json.loads(out.strip().splitlines()[-1])['peak_bytes']
+    return dict(
+        memory_ratio=peaks['expansion'] / peaks['single'],
+        raw={f'{k}_peak_mib': v / 2**20 for k, v in peaks.items()})
+
+
+def _demo_cfg(work_dir: str, max_iters: int, num_workers: int):
+    from mmengine.config import Config
+    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg.work_dir = work_dir
+    cfg.train_cfg.max_iters = max_iters
+    cfg.train_cfg.val_interval = max_iters + 1
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.default_hooks.checkpoint.interval = max_iters + 1
+    cfg.default_hooks.checkpoint.save_last = False
+    for hook in cfg.custom_hooks:
+        if hook.type == 'ReconciliationSwitchHook':
+            hook.tau = 0
+    for loader in cfg.train_dataloader.values():
+        loader.num_workers = num_workers
+        loader.persistent_workers = num_workers > 0
+    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
+    return cfg
+
+
+class _IterRecorder:
+    """An mmengine hook (built below) that keeps, per iteration, the end time
+    and the data/iteration times IterTimerHook put in the message hub."""
+
+    def __new__(cls):
+        from mmengine.hooks import Hook
+
+        class IterRecorder(Hook):
+            priority = 'LOWEST'
+
+            def __init__(self):
+                self.ends, self.data_time, self.time = [], [], []
+
+            def after_train_iter(self, runner, batch_idx, data_batch=None,
+                                 outputs=None):
+                self.ends.append(time.perf_counter())
+                hub = runner.message_hub
+                self.data_time.append(hub.get_scalar('train/data_time').current())
+                self.time.append(hub.get_scalar('train/time').current())
+
+        return IterRecorder()
+
+
+def measure_runner_overhead(args) -> dict:
+    from mmengine.runner import Runner
+
+    from xlearner_mm.models.architectures.xlearner import XLearner  # noqa
+
+    iters = args.warmup + args.repeats + 1
+    cfg = _demo_cfg(osp.join(args.work_dir, 'runner_overhead'), iters, 0)
+    runner = Runner.from_cfg(cfg)
+    # The batches of every iteration, loaded once; both loops get them.
+    loaders = runner.train_loop.dataloaders
+    batches = {task: [] for task in loaders}
+    for task, loader in loaders.items():
+        iterator = iter(loader)
+        for _ in range(iters):
+            try:
+                batches[task].append(next(iterator))
+            except StopIteration:
+                iterator = iter(loader)
+                batches[task].append(next(iterator))
+    runner.train_loop.dataloaders = {t: list(b) for t, b in batches.items()}
+    recorder = _IterRecorder()
+    runner.register_hook(recorder)
+    state = copy.deepcopy(runner.model.state_dict())
+    runner.train()
+    runner_steps = [b - a for a, b in zip(recorder.ends, recorder.ends[1:])]
+    runner_step = statistics.median(runner_steps[args.warmup:])
+
+    model = runner.model
+    model.load_state_dict(state)
+    model.reconcile = True
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+
+    def bare_step(i):
+        data = model.data_preprocessor(
+            {t: b[i] for t, b in batches.items()}, True)
+        losses = model(**data, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    model.train()
+    times = []
+    for i in range(iters):
+        start = time.perf_counter()
+        bare_step(i)
+        times.append(time.perf_counter() - start)
+    bare = statistics.median(times[args.warmup + 1:])
+    return dict(
+        runner_overhead=runner_step / bare,
+        raw=dict(runner_step_s=runner_step, bare_step_s=bare))
+
+
+def measure_data_wait(args) -> dict:
+    from mmengine.runner import Runner
+
+    iters = 5 + args.data_iters
+    cfg = _demo_cfg(osp.join(args.work_dir, 'data_wait'), iters, 2)
+    runner = Runner.from_cfg(cfg)
+    recorder = _IterRecorder()
+    runner.register_hook(recorder)
+    runner.train()
+    # The first iterations wait for the workers to start.
+    data_time = sum(recorder.data_time[5:])
+    total = sum(recorder.time[5:])
+    return dict(
+        data_wait=data_time / total,
+        raw=dict(data_time_s=data_time, iter_time_s=total,
+                 iterations=len(recorder.time) - 5))
+
+
+def measure_squeeze_overhead(args) -> dict:
+    from xlearner_mm.models.distillers.multi_task_distiller import \
+        squeeze_step_breakdown
+    return squeeze_step_breakdown(SQUEEZE_CONFIG, args)
+
+
+MEASURES = dict(
+    expansion_overhead=measure_expansion_overhead,
+    runner_overhead=measure_runner_overhead,
+    squeeze_overhead=measure_squeeze_overhead,
+    memory_ratio=measure_memory_ratio,
+    data_wait=measure_data_wait)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--only', nargs='+', choices=FIGURES, default=FIGURES)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--batch-size', type=int, default=2,
+                        help='images per task in the ResNet-50 measurements')
+    parser.add_argument('--image-size', type=int, default=224)
+    parser.add_argument('--data-iters', type=int, default=30,
+                        help='demo iterations timed for data_wait')
+    parser.add_argument('--work-dir', default='work_dirs/benchmark')
+    parser.add_argument('--verbose', action='store_true')
+    parser.add_argument('--memory-probe', choices=('expansion', 'single'),
+                        help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    import xlearner_mm  # noqa: F401
+    if args.memory_probe:
+        memory_probe(args.memory_probe, args.batch_size, args.image_size)
+        return
+    os.chdir(REPO_ROOT)  # the demo configs name data/demo relative to it
+    print(f'# torch {torch.__version__}, {torch.get_num_threads()} threads, '
+          f'batch {args.batch_size} x {args.image_size}^2 per task, median of '
+          f'{args.repeats} after {args.warmup} warm-up')
+    for name in args.only:
+        result = MEASURES[name](args)
+        value = result[name]
+        print(f'{name}: {value:.3f}', flush=True)
+        if args.verbose:
+            print('  ' + ', '.join(f'{k}={v:.4g}' if isinstance(v, float)
+                                   else f'{k}={v}'
+                                   for k, v in result['raw'].items()))
+
+
+if __name__ == '__main__':
+    main()

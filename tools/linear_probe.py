@@ -1,0 +1,93 @@
+"""Linear-probe evaluation of an exported backbone (paper Sec. 4.2, "AVG Cls").
+
+    python tools/linear_probe.py CONFIG CHECKPOINT [--work-dir DIR]
+        [--out results.json] [--cfg-options k=v ...]
+
+CONFIG is a linear-probe config (configs/linear_probe/), CHECKPOINT a backbone
+exported by tools/export_backbone.py (``{'state_dict': <backbone keys>,
+'meta': ...}``). Prints a table (dataset, #train, #val, #test, best lambda,
+top-1) and the average top-1, and writes the results as JSON
+(``--out``, default ``<work_dir>/linear_probe.json``). The protocol is
+documented in xlearner_mm/evaluation/linear_probe.py.
+"""
+import argparse
+import os
+import os.path as osp
+import time
+
+# Imported before anything loads a checkpoint: it allow-lists the classes
+# mmengine stores in checkpoints for torch>=2.6's weights_only loading.
+import xlearner_mm  # noqa: F401,I001
+from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger, print_log
+
+from xlearner_mm.evaluation import run_linear_probe
+from xlearner_mm.utils import atomic_json_dump, register_all_modules
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Linear-probe evaluation of an exported backbone')
+    parser.add_argument('config', help='linear-probe config file path')
+    parser.add_argument('checkpoint', help='exported backbone checkpoint')
+    parser.add_argument(
+        '--work-dir', help='the directory of the log and default results')
+    parser.add_argument(
+        '--out', help='results JSON (default: <work_dir>/linear_probe.json)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs, e.g. '
+        'backbone.depth=18 probe.num_lambdas=5')
+    return parser.parse_args()
+
+
+def format_table(results: dict) -> str:
+    """The per-dataset results and their average as a text table."""
+    header = (f'{"dataset":<16}{"#train":>8}{"#val":>8}{"#test":>8}'
+              f'{"best lambda":>13}{"top-1":>8}')
+    lines = [header, '-' * len(header)]
+    for name, res in results['datasets'].items():
+        lines.append(f'{name:<16}{res["num_train"]:>8}{res["num_val"]:>8}'
+                     f'{res["num_test"]:>8}{res["best_lambda"]:>13.3g}'
+                     f'{res["top1"]:>8.2f}')
+    lines.append('-' * len(header))
+    lines.append(f'{"average":<16}{"":>8}{"":>8}{"":>8}{"":>13}'
+                 f'{results["average_top1"]:>8.2f}')
+    return '\n'.join(lines)
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    # work_dir: CLI > config > config file name
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', 'linear_probe',
+                                osp.splitext(osp.basename(args.config))[0])
+    out = args.out or osp.join(cfg.work_dir, 'linear_probe.json')
+
+    timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
+    os.makedirs(cfg.work_dir, exist_ok=True)
+    log_file = osp.join(cfg.work_dir, f'linear_probe_{timestamp}.log')
+    MMLogger.get_instance(
+        'xlearner_mm_linear_probe', log_file=log_file, log_level='INFO')
+    register_all_modules()
+
+    results = run_linear_probe(cfg, args.checkpoint)
+    results.update(
+        config=args.config,
+        checkpoint=args.checkpoint,
+        cfg_options=args.cfg_options,
+        probe=dict(cfg.get('probe', {})))
+    print_log('\n' + format_table(results), logger='current')
+    atomic_json_dump(results, out, indent=2)
+    print_log(f'results written to {out}', logger='current')
+
+
+if __name__ == '__main__':
+    main()

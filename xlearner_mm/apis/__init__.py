@@ -1,0 +1,7 @@
+from .export import (export_backbone, load_checkpoint_file,
+                     load_expanded_export, parse_config_text, task_sources)
+
+__all__ = [
+    'export_backbone', 'load_checkpoint_file', 'load_expanded_export',
+    'parse_config_text', 'task_sources'
+]

@@ -1,0 +1,313 @@
+import copy
+import os.path as osp
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.model import BaseModel, ModuleDict
+from mmengine.runner.checkpoint import CheckpointLoader
+from torch import Tensor
+
+from xlearner_mm.registry import MODELS
+from .guidance_layer import hint_loss
+
+# Side of the dummy image that reads the student's level widths and strides.
+_PROBE_SIZE = 64
+# Mismatches listed in a teacher-checkpoint error before the rest are counted.
+_MAX_LISTED = 10
+
+
+def _drop_teacher_state(module, state_dict: dict, prefix: str,
+                        local_metadata: dict) -> None:
+    """state_dict post-hook: leave the frozen teacher out of checkpoints
+    (it is reloaded from ``teacher_checkpoint`` when the model is built)."""
+    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
+        del state_dict[key]
+
+
+def _keep_teacher_state(module, state_dict: dict, prefix: str, *args) -> None:
+    """load_state_dict pre-hook: a state dict without the teacher's weights
+    (every squeeze checkpoint) keeps the loaded teacher as it is, and nothing
+    is reported missing."""
+    for key, value in module.teacher.state_dict(
+            prefix=prefix + 'teacher.').items():
+        state_dict.setdefault(key, value)
+
+
+def _checkpoint_mismatches(expected: Dict[str, Tensor],
+                           found: Dict[str, Tensor], tasks: Sequence[str],
+                           path: str) -> List[str]:
+    """What differs between the teacher built from its config (``expected``)
+    and the state dict of its checkpoint (``found``): the tasks of the
+    expanded backbone first, then every key and shape."""
+    found_tasks = {
+        key.split('.')[2]
+        for key in found if key.startswith('backbone.streams.')
+    }
+    problems = [
+        f"task '{task}' is in the teacher config but not in checkpoint "
+        f'{path} (its tasks: {sorted(found_tasks)})'
+        for task in tasks if task not in found_tasks
+    ] + [
+        f"task '{task}' is in checkpoint {path} but not in the teacher "
+        f'config (its tasks: {list(tasks)})'
+        for task in sorted(found_tasks - set(tasks))
+    ]
+    if problems:
+        return problems
+    for key, value in expected.items():
+        if key not in found:
+            problems.append(f'{key}: in the teacher config but not in the '
+                            'checkpoint')
+        elif found[key].shape != value.shape:
+            problems.append(f'{key}: checkpoint {tuple(found[key].shape)} '
+                            f'vs config {tuple(value.shape)}')
+    problems += [
+        f'{key}: in the checkpoint but not in the teacher config'
+        for key in found if key not in expected
+    ]
+    return problems
+
+
+@MODELS.register_module()
+class MultiTaskDistiller(BaseModel):
+    """X-Learner's Squeeze Stage by distillation (paper Sec. 3.3, Eq. 3-4).
+
+    A normal-sized student backbone learns, FitNets-style, the T task
+    features :math:`F^t` of the frozen expanded model of the Expansion Stage:
+
+    .. math::
+        L_{squeeze} = \\sum_t \\sum_{i \\in levels} w_i
+            \\,\\mathrm{mean}\\big((F_i^t - \\mathcal{G}_i^t(\\hat F_i))^2\\big)
+
+    where :math:`\\hat F_i` is the student's level i and
+    :math:`\\mathcal{G}_i^t` a guidance layer (1x1 conv + BN, Eq. 4) per task
+    and hinted level. The paper hints the task output features: the last
+    level (the default). The squared distance is averaged over elements
+    (:func:`hint_loss`), so its scale does not depend on feature size.
+
+    Training takes the Expansion Stage's data, one batch per task
+    (``{task: batch}`` from ``MultiTaskIterBasedTrainLoop``); their labels are
+    unused. Task t's batch goes through task t's data preprocessor; the
+    student and stream t of the teacher (with reconciliation, i.e. the model
+    after tau) both run on those images.
+
+    The teacher is the whole Expansion model (:class:`XLearner`) built from
+    its config and loaded from ``teacher_checkpoint`` at build time, after
+    its keys and shapes are checked against the config. Its heads are loaded
+    too but never run: only ``backbone`` and ``neck`` make :math:`F^t`, and
+    the task models' data preprocessors prepare the batches. It stays frozen:
+    no gradients, eval mode whatever :meth:`train` is told, skipped by
+    :meth:`init_weights`. Its weights are left out of :meth:`state_dict`, so a
+    squeeze checkpoint holds ``student.*`` (the squeezed backbone) and
+    ``guidance.<task>.<level>.*``; loading one keeps the teacher as loaded
+    from ``teacher_checkpoint``.
+
+    Args:
+        teacher (dict): The Expansion model config (``model`` of the
+            Expansion config, an :class:`XLearner`).
+        teacher_checkpoint (str): The Expansion Stage checkpoint (a path or
+            an URL mmengine's ``CheckpointLoader`` reads).
+        student (dict): The student backbone, e.g. ``mmdet.ResNet`` (V1b) or
+            ``mmseg.ResNetV1c`` (deep stem). It must return as many levels
+            as every teacher stream, and its own ``init_cfg`` (e.g.
+            Pretrained) initialises it. Defaults to ResNet-50.
+        guidance (dict): Guidance layer config; ``in_channels`` and
+            ``out_channels`` are filled in. Defaults to
+            ``dict(type='GuidanceLayer', norm_cfg=dict(type='BN'))``.
+        hint_levels (Sequence[int]): The levels hinted, indices into the D
+            levels (negative ones count from the last). Defaults to
+            ``(-1, )``, the last level.
+        level_weights (Sequence[float], optional): A weight per hinted level.
+            Defaults to 1 for each.
+    """
+
+    def __init__(self,
+                 teacher: dict,
+                 teacher_checkpoint: str,
+                 student: dict = dict(
+                     type='mmdet.ResNet',
+                     depth=50,
+                     out_indices=(0, 1, 2, 3),
+                     norm_cfg=dict(type='BN', requires_grad=True),
+                     style='pytorch'),
+                 guidance: dict = dict(
+                     type='GuidanceLayer', norm_cfg=dict(type='BN')),
+                 hint_levels: Sequence[int] = (-1, ),
+                 level_weights: Optional[Sequence[float]] = None) -> None:
+        teacher_model = MODELS.build(teacher)
+        # The teacher's task preprocessors prepare each task's batch for the
+        # student too, so both see the same normalised images.
+        super().__init__(data_preprocessor=teacher_model.data_preprocessor)
+        self.teacher = teacher_model
+        self._load_teacher(teacher_checkpoint)
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        # F^t is the feature of the model after tau (Algorithm 1).
+        self.teacher.reconcile = self.teacher.with_reconciliation
+        self.tasks = self.teacher.tasks
+
+        self.student = MODELS.build(student)
+        student_channels, student_strides = self._probe_student()
+        num_levels = len(student_channels)
+        for task in self.tasks:
+            if self.teacher.backbone.num_levels[task] != num_levels:
+                raise ValueError(
+                    f'model.student returns {num_levels} levels but teacher '
+                    f"stream '{task}' returns "
+                    f'{self.teacher.backbone.num_levels[task]}; hint_levels '
+                    'index both, so they must have the same number')
+        self.hint_levels = self._normalize_levels(hint_levels, num_levels)
+        if level_weights is None:
+            level_weights = (1.0, ) * len(self.hint_levels)
+        if len(level_weights) != len(self.hint_levels):
+            raise ValueError(
+                f'model.level_weights {tuple(level_weights)} needs one weight '
+                f'per level of model.hint_levels {tuple(hint_levels)}')
+        self.level_weights = tuple(float(w) for w in level_weights)
+
+        self.guidance = ModuleDict()
+        for task in self.tasks:
+            channels = self.teacher.backbone.out_channels[task]
+            strides = self.teacher.backbone.out_strides[task]
+            layers = ModuleDict()
+            for level in self.hint_levels:
+                if strides[level] != student_strides[level]:
+                    raise ValueError(
+                        f'Level {level}: the student has stride '
+                        f'{student_strides[level]} but teacher stream '
+                        f"'{task}' has stride {strides[level]}; hints are "
+                        'not interpolated, choose a student of the same '
+                        'strides')
+                cfg = copy.deepcopy(guidance)
+                cfg.update(
+                    in_channels=student_channels[level],
+                    out_channels=channels[level])
+                layers[str(level)] = MODELS.build(cfg)
+            self.guidance[task] = layers
+
+        self.register_state_dict_post_hook(_drop_teacher_state)
+        self.register_load_state_dict_pre_hook(_keep_teacher_state)
+
+    def _load_teacher(self, path: str) -> None:
+        """Load the Expansion checkpoint into the teacher, after checking its
+        tasks, keys and shapes against the teacher config."""
+        if '://' not in path and not osp.isfile(path):
+            raise FileNotFoundError(
+                f'model.teacher_checkpoint: {path} does not exist (the '
+                'Expansion Stage checkpoint, e.g. work_dirs/<expansion '
+                'config>/iter_<N>.pth)')
+        checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        found = checkpoint.get('state_dict', checkpoint)
+        # Weights saved from a DDP-wrapped model carry `module.`.
+        found = OrderedDict(
+            (k[len('module.'):] if k.startswith('module.') else k, v)
+            for k, v in found.items())
+        problems = _checkpoint_mismatches(self.teacher.state_dict(), found,
+                                          self.teacher.tasks, path)
+        if problems:
+            listed = '\n  '.join(problems[:_MAX_LISTED])
+            more = len(problems) - _MAX_LISTED
+            raise ValueError(
+                f'model.teacher_checkpoint {path} does not match the teacher '
+                f'config model.teacher:\n  {listed}' +
+                (f'\n  ... and {more} more' if more > 0 else ''))
+        self.teacher.load_state_dict(found, strict=True)
+        # Keeps BaseModule.init_weights from re-initialising the teacher.
+        self.teacher.is_init = True
+
+    @torch.no_grad()
+    def _probe_student(self) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        """(channels, strides) of the student's levels, from one dummy image
+        in eval mode (its BN statistics stay untouched)."""
+        self.student.eval()
+        outs = self.student(torch.zeros(1, 3, _PROBE_SIZE, _PROBE_SIZE))
+        self.student.train()
+        outs = (outs, ) if isinstance(outs, Tensor) else tuple(outs)
+        return (tuple(o.shape[1] for o in outs),
+                tuple(_PROBE_SIZE // o.shape[-1] for o in outs))
+
+    @staticmethod
+    def _normalize_levels(levels: Sequence[int],
+                          num_levels: int) -> Tuple[int, ...]:
+        """``hint_levels`` as distinct indices in [0, D)."""
+        normalized = []
+        for level in levels:
+            if not -num_levels <= level < num_levels:
+                raise ValueError(f'model.hint_levels: level {level} is out '
+                                 f'of the {num_levels} levels')
+            normalized.append(level % num_levels)
+        if not normalized or len(set(normalized)) != len(normalized):
+            raise ValueError(f'model.hint_levels {tuple(levels)} must name '
+                             'distinct levels, at least one')
+        return tuple(normalized)
+
+    def train(self, mode: bool = True) -> 'MultiTaskDistiller':
+        """Set the student and guidance layers' mode; the teacher stays in
+        eval mode (Runner calls ``model.train()`` before training)."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        """(N, 3, H, W) images -> the student's D levels :math:`\\hat F_i`."""
+        outs = self.student(inputs)
+        return (outs, ) if isinstance(outs, Tensor) else tuple(outs)
+
+    def loss(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """The hint losses of every task (and level) of the batch.
+
+        Args:
+            inputs (dict[str, Tensor]): ``{task: (N_t, 3, H, W) images}``.
+
+        Returns:
+            dict[str, Tensor]: ``<task>.hint_loss`` per task, or
+            ``<task>.level<i>.hint_loss`` per task and level when several
+            levels are hinted (already weighted).
+        """
+        losses = {}
+        for task, images in inputs.items():
+            student_feats = self.extract_feat(images)
+            with torch.no_grad():
+                teacher_feats = self.teacher.extract_task_feat(images, task)
+            for level, weight in zip(self.hint_levels, self.level_weights):
+                student, teacher = student_feats[level], teacher_feats[level]
+                if student.shape[-2:] != teacher.shape[-2:]:
+                    raise ValueError(
+                        f"Task '{task}', level {level}: the student's "
+                        f'feature is {tuple(student.shape[-2:])} but the '
+                        f"teacher's is {tuple(teacher.shape[-2:])} "
+                        f'(images {tuple(images.shape[-2:])}); hints are '
+                        'not interpolated')
+                guided = self.guidance[task][str(level)](student)
+                name = (f'{task}.hint_loss' if len(self.hint_levels) == 1
+                        else f'{task}.level{level}.hint_loss')
+                losses[name] = weight * hint_loss(guided, teacher)
+        return losses
+
+    def forward(self,
+                inputs: Dict[str, Tensor],
+                data_samples: Optional[Dict[str, list]] = None,
+                mode: str = 'tensor'):
+        """Args:
+            inputs (dict[str, Tensor]): ``{task: (N_t, 3, H, W) images}``.
+            data_samples (dict[str, list], optional): Unused: distillation
+                needs no labels.
+            mode (str): ``'loss'`` returns the hint losses (:meth:`loss`);
+                ``'tensor'`` returns the student's levels
+                ``{task: (F_hat_1, ..., F_hat_D)}``. There is no
+                ``'predict'``: the Squeeze model has no task heads.
+        """
+        if mode == 'loss':
+            return self.loss(inputs)
+        if mode == 'tensor':
+            return {task: self.extract_feat(x) for task, x in inputs.items()}
+        if mode == 'predict':
+            raise RuntimeError(
+                'MultiTaskDistiller (the Squeeze Stage model) has no task '
+                'heads and cannot predict: set val_cfg=None and '
+                'test_cfg=None (with their dataloaders and evaluators) in a '
+                'squeeze config, and evaluate the student after exporting '
+                'it into a downstream model')
+        raise RuntimeError(f'Invalid mode "{mode}"; MultiTaskDistiller '
+                           'supports "loss" and "tensor"')

@@ -1,0 +1,3 @@
+from .zoo_init import ZooPretrainedInit
+
+__all__ = ['ZooPretrainedInit']
