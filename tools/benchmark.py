@@ -317,9 +317,46 @@ def measure_data_wait(args) -> dict:
 
 
 def measure_squeeze_overhead(args) -> dict:
-    from xlearner_mm.models.distillers.multi_task_distiller import \
-        squeeze_step_breakdown
-    return squeeze_step_breakdown(SQUEEZE_CONFIG, args)
+    from mmengine.config import Config
+
+    from xlearner_mm.registry import MODELS
+    from xlearner_mm.utils import atomic_torch_save
+
+    # A teacher checkpoint of the expansion_r50 model (its weights do not
+    # matter for the timing).
+    teacher = build_r50_expansion()
+    checkpoint = osp.join(args.work_dir, 'squeeze_overhead_teacher.pth')
+    atomic_torch_save({'state_dict': teacher.state_dict(), 'meta': {}},
+                      checkpoint)
+    cfg = Config.fromfile(SQUEEZE_CONFIG)
+    cfg.model.teacher_checkpoint = checkpoint
+    model = MODELS.build(cfg.model)
+    model.train()
+    inputs = r50_inputs(teacher, args.batch_size, args.image_size)
+    del teacher
+
+    def squeeze_step():
+        sum(model.loss(inputs).values()).backward()
+        model.zero_grad(set_to_none=True)
+
+    def teacher_forward():
+        with torch.no_grad():
+            for task, x in inputs.items():
+                model.teacher.extract_task_feat(x, task)
+
+    def student_forward_backward():
+        for x in inputs.values():
+            feature_loss(model.extract_feat(x)[-1:]).backward()
+        model.zero_grad(set_to_none=True)
+
+    step = median_time(squeeze_step, args.repeats, args.warmup)
+    teacher_s = median_time(teacher_forward, args.repeats, args.warmup)
+    student_s = median_time(student_forward_backward, args.repeats,
+                            args.warmup)
+    return dict(
+        squeeze_overhead=step / (teacher_s + student_s),
+        raw=dict(step_s=step, teacher_fwd_s=teacher_s,
+                 student_fwd_bwd_s=student_s))
 
 
 MEASURES = dict(
