@@ -4,22 +4,13 @@ The demo configs (``configs/_base_/datasets/demo.py``) name their data by the
 relative path ``data/demo``, so every test runs with the repository root as
 its working directory, and ``demo_data`` writes the demo data there.
 """
-import importlib.util
 import os.path as osp
 
 import pytest
+from _tools import load_tool
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_DATA_ROOT = osp.join(REPO_ROOT, 'data', 'demo')
-
-
-def _load_make_demo_data():
-    """``tools/make_demo_data.py`` as a module (``tools`` is no package)."""
-    spec = importlib.util.spec_from_file_location(
-        'make_demo_data', osp.join(REPO_ROOT, 'tools', 'make_demo_data.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True)
@@ -34,4 +25,4 @@ def demo_data():
     """Write the demo data to ``<repo>/data/demo`` once per session (the
     script replaces each source directory, so stale data is overwritten) and
     return that directory."""
-    return _load_make_demo_data().main(['--out', DEMO_DATA_ROOT])
+    return load_tool('make_demo_data').main(['--out', DEMO_DATA_ROOT])

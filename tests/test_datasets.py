@@ -3,7 +3,6 @@ the dataset base configs, on demo data generated into a temporary folder."""
 import copy
 import filecmp
 import glob
-import importlib.util
 import itertools
 import json
 import os
@@ -11,6 +10,7 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from _tools import load_tool
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
@@ -41,15 +41,7 @@ TASK_SOURCES = dict(
     cls=['folder_cls', 'annfile_cls'], det=['coco_a', 'coco_b'], seg=['ade'])
 
 
-def _load_make_demo_data():
-    spec = importlib.util.spec_from_file_location(
-        'make_demo_data', osp.join(REPO_ROOT, 'tools', 'make_demo_data.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_demo_data = _load_make_demo_data()
+make_demo_data = load_tool('make_demo_data')
 register_all_modules(init_default_scope=False)
 
 

@@ -3,13 +3,13 @@ Expansion checkpoints, and the exported ResNet-50 in unmodified stock
 mmdet / mmseg / mmpretrain configs and in configs/downstream."""
 import copy
 import hashlib
-import importlib.util
 import os
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
+from _tools import load_tool
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
@@ -186,21 +186,12 @@ def test_whole_expansion_export_rebuilds(expansion, tmp_path):
          **neck.state_dict(prefix='neck.')}, expected)
 
 
-def _export_cli():
-    """``tools/export_backbone.py`` as a module (``tools`` is no package)."""
-    spec = importlib.util.spec_from_file_location(
-        'export_backbone_cli', osp.join(REPO_ROOT, 'tools', 'export_backbone.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_writes_a_file_stock_torch_loads(expansion, tmp_path, capsys):
     """The CLI; its output loads with weights_only=True in a process that
     never imports xlearner_mm (no allow-list needed)."""
     _, _, path = expansion
     out = str(tmp_path / 'det.pth')
-    _export_cli().main([path, out, '--task', 'det'])
+    load_tool('export_backbone').main([path, out, '--task', 'det'])
     assert 'V1b stem' in capsys.readouterr().out
     check = subprocess.run(
         [sys.executable, '-c',

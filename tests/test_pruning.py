@@ -6,13 +6,13 @@ three ResNet-18 streams at 1/4 width and their reconciliation layers, 2.6M
 prunable weights), built once per module and reset before every test.
 """
 import copy
-import importlib.util
 import itertools
 import json
 import os
 import os.path as osp
 
 import pytest
+from _tools import load_tool
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -241,21 +241,13 @@ def test_masks_keep_pruned_weights_zero_through_sgd():
 # ---------------------------------------------------------------- tools/prune.py
 
 
-def load_prune_tool():
-    spec = importlib.util.spec_from_file_location(
-        'prune_tool', osp.join(REPO_ROOT, 'tools', 'prune.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tools_prune_writes_a_permanent_checkpoint(model, tmp_path, capsys):
     source = tmp_path / 'expansion.pth'
     torch.save(dict(meta=dict(iter=120, epoch=0, seed=0),
                     state_dict=model.state_dict(),
                     optimizer=dict(state={}, param_groups=[])), source)
     out = tmp_path / 'out' / 'pruned.pth'
-    prune_tool = load_prune_tool()
+    prune_tool = load_tool('prune')
     pruning = prune_tool.main([DEMO_CONFIG, str(source), str(out),
                                '--keep-params', 'one_stream'])
     printed = capsys.readouterr().out

@@ -247,8 +247,6 @@ class _IterRecorder:
 def measure_runner_overhead(args) -> dict:
     from mmengine.runner import Runner
 
-    from xlearner_mm.models.architectures.xlearner import XLearner  # noqa
-
     iters = args.warmup + args.repeats + 1
     cfg = _demo_cfg(osp.join(args.work_dir, 'runner_overhead'), iters, 0)
     runner = Runner.from_cfg(cfg)

@@ -21,6 +21,7 @@ import glob
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
@@ -53,8 +54,13 @@ def run_stage(name: str, args: list, log_path: str) -> float:
                                 stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             log.write(line)
-            if 'Iter(train)' in line or 'Error' in line:
-                print('  ' + line.rstrip()[-150:], flush=True)
+            progress = re.search(
+                r'Iter\(train\) \[\s*(\d+)/(\d+)\].*?\sloss: ([\d.]+)', line)
+            if progress:
+                print('  iteration {}/{}: loss {}'.format(*progress.groups()),
+                      flush=True)
+            elif 'Error' in line:
+                print('  ' + line.rstrip(), flush=True)
         returncode = proc.wait()
     if returncode:
         sys.exit(f'demo stage "{name}" failed (exit code {returncode}); '

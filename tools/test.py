@@ -1,14 +1,13 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 # Adapted from mmdet 3.3's tools/test.py.
 import argparse
-import os
 import os.path as osp
 
 # Imported before anything loads a checkpoint: it allow-lists the classes
 # mmengine stores in checkpoints for torch>=2.6's weights_only loading.
 import xlearner_mm  # noqa: F401,I001
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
