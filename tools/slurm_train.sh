@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# Usage: [GPUS=8 GPUS_PER_NODE=8 CPUS_PER_TASK=5 SRUN_ARGS=""] \
+# Usage: [GPUS=8 GPUS_PER_NODE=8 CPUS_PER_TASK=5 SRUN_ARGS="" MASTER_PORT=29500] \
 #     tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]
+#
+# One srun task per GPU; GPUS > GPUS_PER_NODE spans GPUS / GPUS_PER_NODE
+# nodes, e.g. 16 GPUs on 2 nodes:
+#   GPUS=16 tools/slurm_train.sh PARTITION xlearner \
+#       configs/xlearner/expansion_r50.py work_dirs/expansion_r50 --amp
+# mmengine takes the rank, world size and master node from Slurm's
+# variables (SLURM_PROCID, SLURM_NTASKS, SLURM_NODELIST) and the port from
+# MASTER_PORT. It needs CUDA (its slurm launcher sets the CUDA device).
 
 set -x
 

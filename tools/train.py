@@ -49,7 +49,9 @@ def parse_args():
         '--amp',
         action='store_true',
         default=False,
-        help='enable automatic-mixed-precision training (needs a GPU)')
+        help='enable automatic-mixed-precision training: float16 with '
+        'dynamic loss scaling (mmengine\'s AmpOptimWrapper) on a GPU, '
+        'bfloat16 (CPUAmpOptimWrapper) on CPU')
     # No --auto-scale-lr: mmengine 0.10.7's Runner.scale_lr reads
     # `train_dataloader['batch_size']`, which a dict of task dataloaders lacks.
     parser.add_argument(
@@ -63,6 +65,35 @@ def parse_args():
     return parse_common_args(parser)
 
 
+def setup_amp(cfg: Config) -> None:
+    """Switch ``cfg.optim_wrapper`` to mixed precision.
+
+    mmengine 0.10.7's AmpOptimWrapper asserts a GPU (or an NPU, MLU or MUSA
+    device) and scales the loss with a CUDA GradScaler; without one, the
+    forward runs in CPU bfloat16 autocast through CPUAmpOptimWrapper, which
+    needs no loss scaling (bfloat16 has float32's exponent range).
+    """
+    if (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available()):
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    else:
+        print('No GPU: --amp trains in bfloat16 CPU autocast '
+              '(CPUAmpOptimWrapper).')
+        cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+        cfg.optim_wrapper.pop('loss_scale', None)
+
+
+def _names_sync_bn(cfg) -> bool:
+    """Whether a (model) config has a norm layer of type SyncBN."""
+    if isinstance(cfg, dict):
+        return cfg.get('type') in ('SyncBN', 'MMSyncBN') or any(
+            _names_sync_bn(v) for v in cfg.values())
+    if isinstance(cfg, (list, tuple)):
+        return any(_names_sync_bn(v) for v in cfg)
+    return False
+
+
 def setup_cpu_distributed(cfg: Config) -> None:
     """Let a distributed launch run on a machine without CUDA.
 
@@ -74,6 +105,12 @@ def setup_cpu_distributed(cfg: Config) -> None:
     CPU model, so the wrapper gets ``device_ids=None``. (``slurm`` and
     ``mpi`` launches still need CUDA in mmengine's ``init_dist``.)
     """
+    if cfg.get('sync_bn') or _names_sync_bn(cfg.get('model')):
+        raise RuntimeError(
+            'The config uses SyncBN (a norm_cfg of type SyncBN/MMSyncBN or '
+            'sync_bn), whose kernels need CUDA: torch\'s SyncBatchNorm refuses '
+            'CPU tensors in a process group. Use BN for a multi-process CPU '
+            'run.')
     dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
     if dist_cfg.get('backend', 'nccl') == 'nccl':
         print('CUDA is not available: using the gloo distributed backend '
@@ -110,15 +147,7 @@ def main():
 
     # enable automatic-mixed-precision training
     if args.amp is True:
-        # mmengine 0.10.7's AmpOptimWrapper asserts one of these devices,
-        # whatever its dtype: it has no CPU (bfloat16) mode.
-        if not (is_cuda_available() or is_npu_available()
-                or is_mlu_available() or is_musa_available()):
-            raise RuntimeError('--amp needs a GPU (or an NPU, MLU or MUSA '
-                               'device): mmengine 0.10.7\'s AmpOptimWrapper '
-                               'does not run on CPU.')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
+        setup_amp(cfg)
 
     # resume is determined in this priority: resume from > auto_resume
     if args.resume == 'auto':

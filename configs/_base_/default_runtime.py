@@ -8,10 +8,20 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    # mmengine's CheckpointHook, but a crash while saving leaves the
+    # previous checkpoint and `last_checkpoint` intact (written atomically,
+    # outdated checkpoints removed only after the new one is written).
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=5000,
+        type='AtomicCheckpointHook', by_epoch=False, interval=5000,
         max_keep_ckpts=3, save_last=True),
-    sampler_seed=dict(type='DistSamplerSeedHook'))
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    # In default_hooks (merged by key) rather than custom_hooks (replaced as
+    # a list by the configs that add hooks), so that every config keeps them:
+    # train/val/test data vs model tasks, sources and classes, before the
+    # first iteration ...
+    data_model_check=dict(type='DataModelConsistencyHook'),
+    # ... and the tasks and levels of a load_from / resume checkpoint.
+    checkpoint_check=dict(type='CheckpointConsistencyHook'))
 custom_hooks = [
     # Saves every rank's RNG states so that --resume continues exactly.
     dict(type='RandomStateHook'),

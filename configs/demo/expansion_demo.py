@@ -31,7 +31,9 @@ mean = [123.675, 116.28, 103.53]
 std = [58.395, 57.12, 57.375]
 model = dict(
     backbone=dict(backbone=dict(depth=18, base_channels=16)),
-    neck=dict(groups=4),
+    # The FCN head reads only the last level (in_index=3), like the
+    # classifier: no reconciliation layers into the levels below.
+    neck=dict(groups=4, out_levels=dict(cls=(3, ), seg=(3, ))),
     task_models=dict(
         cls=dict(
             head=dict(

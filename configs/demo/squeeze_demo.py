@@ -22,9 +22,6 @@ model = dict(
     # mmdet.ResNet's defaults otherwise: levels (0, 1, 2, 3), BN, pytorch
     # style; one guidance layer per task on the last level (the default).
     student=dict(type='mmdet.ResNet', depth=50, norm_eval=False))
-# Every student and guidance parameter gets a gradient in every iteration
-# (the teacher's need none).
-find_unused_parameters = False
 
 # No reconciliation switch: the teacher is the model after tau.
 custom_hooks = [dict(type='RandomStateHook')]

@@ -31,9 +31,6 @@ model = dict(
     # 2, 3), level_weights=(1, 1, 1, 1) hints all four levels instead.
     hint_levels=(-1, ),
     level_weights=None)
-# Every student and guidance parameter gets a gradient in every iteration
-# (the frozen teacher's need none).
-find_unused_parameters = False
 
 # No reconciliation switch: the teacher is the model after tau.
 custom_hooks = [dict(type='RandomStateHook')]

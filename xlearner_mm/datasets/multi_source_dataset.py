@@ -1,9 +1,11 @@
 import copy
+import logging
 import os
 import os.path as osp
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from mmengine.dataset import BaseDataset, ConcatDataset
+from mmengine.logging import print_log
 from mmengine.structures import BaseDataElement
 
 from xlearner_mm.registry import DATASETS
@@ -75,6 +77,13 @@ class MultiSourceDataset(ConcatDataset):
         lazy_init (bool): Whether to defer loading the sources' annotations
             to the first use, as in :class:`mmengine.dataset.ConcatDataset`.
             Defaults to False.
+        skip_corrupt (bool): Whether a sample that fails to load (an
+            unreadable or corrupt image, a missing file...) is skipped: it
+            is replaced by the next loadable sample of the same source (so
+            the source mix is kept), a warning names its files, and the
+            skips are counted in :attr:`num_skipped` (per process: each
+            dataloader worker counts its own). With False, the error names
+            the sample's files, source and task. Defaults to False.
 
     Examples:
         >>> dataset = MultiSourceDataset(
@@ -95,7 +104,8 @@ class MultiSourceDataset(ConcatDataset):
                  task: str,
                  sources: Dict[str, Union[dict, BaseDataset]],
                  pipeline: Optional[Sequence[Union[dict, Callable]]] = None,
-                 lazy_init: bool = False) -> None:
+                 lazy_init: bool = False,
+                 skip_corrupt: bool = False) -> None:
         if not isinstance(task, str) or not task:
             raise ValueError(f'task must be a non-empty str, but got {task!r}')
         if not isinstance(sources, dict) or not sources:
@@ -110,6 +120,9 @@ class MultiSourceDataset(ConcatDataset):
                     'key the model heads and prefix the metrics.')
         self.task = task
         self.source_names: List[str] = list(sources)
+        self.skip_corrupt = skip_corrupt
+        #: ``{source: number of samples skipped}`` (``skip_corrupt``).
+        self.num_skipped: Dict[str, int] = {name: 0 for name in sources}
 
         # Check every source's paths before building any of them: building
         # reads annotations, and the stock classes report a missing folder
@@ -202,14 +215,46 @@ class MultiSourceDataset(ConcatDataset):
                              f'samples of task {self.task!r}')
         source_idx, sample_idx = self._get_ori_dataset_idx(idx)
         name = self.source_names[source_idx]
-        try:
-            data = self.datasets[source_idx][sample_idx]
-        except Exception as e:
-            raise RuntimeError(
-                f'Failed to load sample {sample_idx} of source {name!r} of '
-                f'task {self.task!r}: {type(e).__name__}: {e}') from e
+        data = self._load(source_idx, sample_idx)
         if isinstance(data, dict) and isinstance(
                 data.get('data_samples'), BaseDataElement):
             data['data_samples'].set_metainfo(
                 dict(task=self.task, source=name))
         return data
+
+    def _files_of(self, source_idx: int, sample_idx: int) -> str:
+        """The files a sample reads (its data info's ``*_path`` entries),
+        for messages."""
+        try:
+            info = self.datasets[source_idx].get_data_info(sample_idx)
+        except Exception:  # a wrapper without get_data_info, or a bad index
+            return 'unknown files'
+        paths = [
+            f'{key}={value!r}' for key, value in info.items()
+            if key.endswith('_path') and isinstance(value, str)
+        ]
+        return ', '.join(paths) or 'no file paths in its data info'
+
+    def _load(self, source_idx: int, sample_idx: int):
+        """Sample ``sample_idx`` of source ``source_idx`` through its
+        pipeline; see ``skip_corrupt``."""
+        name = self.source_names[source_idx]
+        dataset = self.datasets[source_idx]
+        for attempt in range(len(dataset)):
+            idx = (sample_idx + attempt) % len(dataset)
+            try:
+                return dataset[idx]
+            except Exception as e:
+                message = (f'sample {idx} of source {name!r} of task '
+                           f'{self.task!r} ({self._files_of(source_idx, idx)})'
+                           f': {type(e).__name__}: {e}')
+                if not self.skip_corrupt:
+                    raise RuntimeError(f'Failed to load {message}') from e
+                self.num_skipped[name] += 1
+                print_log(
+                    f'Skipped {message} ({self.num_skipped[name]} samples '
+                    f'of source {name!r} skipped so far in this process)',
+                    logger='current',
+                    level=logging.WARNING)
+        raise RuntimeError(f'No sample of source {name!r} of task '
+                           f'{self.task!r} could be loaded (skip_corrupt)')

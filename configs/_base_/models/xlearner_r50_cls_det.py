@@ -20,7 +20,9 @@ model = dict(
         # e.g. dict(det=dict(init_cfg=dict(type='Pretrained',
         #     checkpoint='faster_rcnn.pth', prefix='backbone.')))
         stream_overrides=None),
-    neck=dict(type='ReconciliationNeck', groups=32),
+    # The classifier pools only the last level (GAP + linear), so only the
+    # reconciliation layers into it are built (see ReconciliationNeck).
+    neck=dict(type='ReconciliationNeck', groups=32, out_levels=dict(cls=(3, ))),
     task_models=dict(
         cls=dict(
             type='mmpretrain.ImageClassifier',
@@ -153,8 +155,3 @@ model = dict(
                     score_thr=0.05,
                     nms=dict(type='nms', iou_threshold=0.5),
                     max_per_img=100)))))
-# Under DistributedDataParallel some parameters get no gradient in some
-# iterations: every reconciliation layer before tau (Algorithm 1), and the
-# layers into the lower levels of a task whose heads read only its last
-# level (classification). DDP must be told to look for them.
-find_unused_parameters = True

@@ -1,6 +1,9 @@
+import itertools
+
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from torch.nn.parallel import DistributedDataParallel
 
 from xlearner_mm.registry import HOOKS
 
@@ -16,6 +19,17 @@ class ReconciliationSwitchHook(Hook):
     is switched on when training ends, since the expanded backbone is used
     with it (Squeeze Stage, export).
 
+    Under DistributedDataParallel the reconciliation layers get no gradient
+    before tau, which DDP only tolerates with ``find_unused_parameters=True``
+    and at the price of a search of the autograd graph after every forward,
+    for the whole run. Instead, while reconciliation is off this hook wraps
+    the model anew with the neck's parameters and buffers ignored by DDP (not
+    reduced, not broadcast), and at tau wraps it once more without ignoring
+    them; the new wrapper broadcasts rank 0's parameters, so the ranks start
+    joint training in sync. A run resumed after tau keeps the Runner's own
+    wrapper. So ``find_unused_parameters`` stays False: the layers into levels
+    that no head reads are not built (``ReconciliationNeck.out_levels``).
+
     Args:
         tau (int): Number of iterations without reconciliation.
     """
@@ -26,6 +40,8 @@ class ReconciliationSwitchHook(Hook):
         if tau < 0:
             raise ValueError(f'tau must be >= 0, got {tau}')
         self.tau = tau
+        # Whether the current DDP wrapper ignores the neck.
+        self._neck_ignored = False
 
     @staticmethod
     def _model(runner):
@@ -46,11 +62,40 @@ class ReconciliationSwitchHook(Hook):
                 f'{"on, joint training" if reconcile else "off, sub-backbones train separately"}'
                 f' (tau={self.tau})', 'current')
 
+    def _rewrap(self, runner, ignore_neck: bool) -> None:
+        """Wrap the model in a new DDP wrapper that ignores the neck's
+        parameters and buffers or not (nothing to do without DDP)."""
+        if not isinstance(runner.model, DistributedDataParallel):
+            return
+        model = self._model(runner)
+        ignored = [
+            f'neck.{name}'
+            for name, _ in itertools.chain(model.neck.named_parameters(),
+                                           model.neck.named_buffers())
+        ] if ignore_neck else []
+        # The old wrapper's reducer hooks the parameters' gradient
+        # accumulators; they must not reduce next to the new ones.
+        runner.model._remove_autograd_hooks()
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            model, ignored)
+        runner.model = runner.wrap_model(
+            runner.cfg.get('model_wrapper_cfg'), model)
+        self._neck_ignored = ignore_neck
+        print_log(
+            f'Iteration {runner.iter}: DistributedDataParallel '
+            f'{"ignores" if ignore_neck else "reduces"} the parameters and '
+            'buffers of the reconciliation neck', 'current')
+
     def before_train(self, runner) -> None:
         self._model(runner)
+        if runner.iter < self.tau:
+            self._rewrap(runner, ignore_neck=True)
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        self._set(runner, runner.iter >= self.tau)
+        reconcile = runner.iter >= self.tau
+        if reconcile and self._neck_ignored:
+            self._rewrap(runner, ignore_neck=False)
+        self._set(runner, reconcile)
 
     def after_train(self, runner) -> None:
         self._set(runner, True)

@@ -36,8 +36,9 @@ def _keep_teacher_state(module, state_dict: dict, prefix: str, *args) -> None:
 
 def _checkpoint_mismatches(expected: Dict[str, Tensor],
                            found: Dict[str, Tensor], tasks: Sequence[str],
-                           path: str) -> List[str]:
-    """What differs between the teacher built from its config (``expected``)
+                           path: str,
+                           config: str = 'the teacher config') -> List[str]:
+    """What differs between the model built from ``config`` (``expected``)
     and the state dict of its checkpoint (``found``): the tasks of the
     expanded backbone first, then every key and shape."""
     found_tasks = {
@@ -45,25 +46,24 @@ def _checkpoint_mismatches(expected: Dict[str, Tensor],
         for key in found if key.startswith('backbone.streams.')
     }
     problems = [
-        f"task '{task}' is in the teacher config but not in checkpoint "
+        f"task '{task}' is in {config} but not in checkpoint "
         f'{path} (its tasks: {sorted(found_tasks)})'
         for task in tasks if task not in found_tasks
     ] + [
-        f"task '{task}' is in checkpoint {path} but not in the teacher "
-        f'config (its tasks: {list(tasks)})'
+        f"task '{task}' is in checkpoint {path} but not in {config} "
+        f'(its tasks: {list(tasks)})'
         for task in sorted(found_tasks - set(tasks))
     ]
     if problems:
         return problems
     for key, value in expected.items():
         if key not in found:
-            problems.append(f'{key}: in the teacher config but not in the '
-                            'checkpoint')
+            problems.append(f'{key}: in {config} but not in the checkpoint')
         elif found[key].shape != value.shape:
             problems.append(f'{key}: checkpoint {tuple(found[key].shape)} '
                             f'vs config {tuple(value.shape)}')
     problems += [
-        f'{key}: in the checkpoint but not in the teacher config'
+        f'{key}: in the checkpoint but not in {config}'
         for key in found if key not in expected
     ]
     return problems

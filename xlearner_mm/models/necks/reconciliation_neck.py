@@ -99,6 +99,16 @@ class ReconciliationNeck(BaseModule):
     (paper Sec. 3.2), so task t's loss only trains its own stream and the
     layers that feed it.
 
+    A level :math:`F_i^t` that no head of task t reads (a classifier pools
+    only the last level; an FCN head with ``in_index=3`` too) would have
+    layers that never get a gradient: besides being dead weight they make
+    DistributedDataParallel fail unless it searches the autograd graph for
+    unused parameters in every iteration (``find_unused_parameters``).
+    ``out_levels`` names the levels that are read; the others are returned
+    as the plain :math:`\mathcal{E}_i^t` and get no layers, so the neck has
+    :math:`(T-1)\sum_t\sum_{i \in L_t} i` layers (1-based i), which is
+    T(T-1)D(D+1)/2 when every level is read.
+
     ``in_channels`` and ``strides`` are normally filled in by
     :class:`XLearner` from the :class:`ExpandedBackbone`.
 
@@ -114,6 +124,10 @@ class ReconciliationNeck(BaseModule):
             Defaults to 32.
         detach_inputs (bool): Cut the graph at the layers' inputs, as the
             paper does. Defaults to True.
+        out_levels (dict[str, Sequence[int]], optional): The 0-based levels
+            :math:`L_t` of each task that its heads read, e.g.
+            ``dict(cls=(3, ))``; tasks left out read every level. Defaults to
+            None (every level of every task).
         norm_cfg (dict): Defaults to ``dict(type='BN')``.
         act_cfg (dict): Defaults to ``dict(type='ReLU')``.
         init_cfg (dict | list[dict]): Defaults to Glorot (Xavier) uniform on
@@ -125,6 +139,7 @@ class ReconciliationNeck(BaseModule):
                  strides: Dict[str, Sequence[int]],
                  groups: int = 32,
                  detach_inputs: bool = True,
+                 out_levels: Optional[Dict[str, Sequence[int]]] = None,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='ReLU'),
                  init_cfg: Optional[dict] = dict(
@@ -145,6 +160,7 @@ class ReconciliationNeck(BaseModule):
         self.tasks = tuple(in_channels)
         self.num_levels = next(iter(depths.values()))
         self.detach_inputs = detach_inputs
+        self.out_levels = self._check_out_levels(out_levels or {})
         # reconcilers[t][k]['j_i'] = gamma_{j->i}^{k->t}
         self.reconcilers = nn.ModuleDict()
         for t in self.tasks:
@@ -153,7 +169,7 @@ class ReconciliationNeck(BaseModule):
                 if k == t:
                     continue
                 layers = nn.ModuleDict()
-                for i in range(self.num_levels):
+                for i in self.out_levels[t]:
                     for j in range(i + 1):
                         where = f'gamma_{j}->{i}^{k}->{t}'
                         layers[f'{j}_{i}'] = ReconciliationLayer(
@@ -171,9 +187,30 @@ class ReconciliationNeck(BaseModule):
                 into_t[k] = layers
             self.reconcilers[t] = into_t
 
+    def _check_out_levels(self, out_levels: Dict[str, Sequence[int]]
+                          ) -> Dict[str, Tuple[int, ...]]:
+        """``out_levels`` completed with every level of the tasks it leaves
+        out, as sorted tuples."""
+        unknown = set(out_levels) - set(self.tasks)
+        if unknown:
+            raise KeyError(f'neck.out_levels names tasks {sorted(unknown)} '
+                           f'that are not among the tasks {list(self.tasks)}')
+        levels = {}
+        for task in self.tasks:
+            read = tuple(sorted(set(
+                out_levels.get(task, range(self.num_levels)))))
+            if not read or not all(
+                    0 <= i < self.num_levels for i in read):
+                raise ValueError(
+                    f'neck.out_levels.{task} must name some of the levels '
+                    f'0..{self.num_levels - 1}, got {out_levels[task]!r}')
+            levels[task] = read
+        return levels
+
     @property
     def num_layers(self) -> int:
-        """Number of reconciliation layers, T(T-1)D(D+1)/2."""
+        """Number of reconciliation layers, T(T-1)D(D+1)/2 when every level
+        is read."""
         return sum(
             len(layers) for into_t in self.reconcilers.values()
             for layers in into_t.values())
@@ -189,7 +226,8 @@ class ReconciliationNeck(BaseModule):
 
         Returns:
             tuple[Tensor]: :math:`(F_1^t, ..., F_D^t)`, each of the shape of
-            :math:`\\mathcal{E}_i^t`.
+            :math:`\\mathcal{E}_i^t`; a level not in ``out_levels`` is
+            :math:`\\mathcal{E}_i^t` itself.
         """
         missing = set(self.tasks) - set(feats)
         if missing:
@@ -198,6 +236,9 @@ class ReconciliationNeck(BaseModule):
         fused = []
         for i, own in enumerate(feats[task]):
             out = own
+            if i not in self.out_levels[task]:
+                fused.append(out)
+                continue
             for k, layers in self.reconcilers[task].items():
                 for j in range(i + 1):
                     src = feats[k][j]

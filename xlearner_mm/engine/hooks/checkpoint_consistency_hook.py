@@ -1,0 +1,63 @@
+"""Refuse an Expansion checkpoint whose tasks or levels are not the model's.
+
+``load_from`` (and ``resume``) load with ``strict=False``: mmengine only
+warns about missing and unexpected keys, so an Expansion checkpoint of other
+tasks, other levels or other widths would leave the expanded backbone partly
+or wholly at its initialisation and train on silently.
+"""
+from collections import OrderedDict
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.runner import find_latest_checkpoint
+
+from xlearner_mm.models.architectures.xlearner import XLearner
+from xlearner_mm.models.distillers.multi_task_distiller import (
+    _MAX_LISTED, _checkpoint_mismatches)
+from xlearner_mm.registry import HOOKS
+
+# The expanded backbone and its reconciliation layers; the task models'
+# heads may legitimately differ (other label spaces when fine-tuning).
+_EXPANSION_PREFIXES = ('backbone.', 'neck.')
+
+
+def _expansion_state(state_dict: dict) -> OrderedDict:
+    """The expanded backbone's and the neck's entries, without DDP's
+    ``module.``."""
+    state = OrderedDict()
+    for key, value in state_dict.items():
+        key = key[len('module.'):] if key.startswith('module.') else key
+        if key.startswith(_EXPANSION_PREFIXES):
+            state[key] = value
+    return state
+
+
+@HOOKS.register_module()
+class CheckpointConsistencyHook(Hook):
+    """Before the weights of ``load_from`` / ``resume`` are put into an
+    :class:`XLearner` (``after_load_checkpoint`` runs between reading the
+    file and loading it into the model), raise ValueError if the
+    checkpoint's expanded backbone has other tasks, or its backbone and neck
+    other keys or shapes (levels, widths), than the model of the config.
+    Models other than :class:`XLearner` are left alone.
+    """
+    priority = 'VERY_HIGH'
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        if not isinstance(model, XLearner):
+            return
+        # The file Runner.load_or_resume reads (the hook is not told).
+        path = runner._load_from or find_latest_checkpoint(runner.work_dir)
+        problems = _checkpoint_mismatches(
+            _expansion_state(model.state_dict()),
+            _expansion_state(checkpoint.get('state_dict', checkpoint)),
+            model.tasks, path, config='the config (model)')
+        if problems:
+            more = len(problems) - _MAX_LISTED
+            raise ValueError(
+                f'Checkpoint {path} does not fit the expanded backbone of '
+                'the config: its tasks or levels differ:\n  ' +
+                '\n  '.join(problems[:_MAX_LISTED]) +
+                (f'\n  ... and {more} more' if more > 0 else ''))
