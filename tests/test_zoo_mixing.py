@@ -169,6 +169,7 @@ def expansion_checkpoint(tmp_path_factory):
 def two_task_demo_cfg():
     cfg = copy.deepcopy(Config.fromfile('configs/demo/expansion_demo.py').model)
     del cfg.task_models['seg']
+    del cfg.neck.out_levels['seg']
     return cfg
 
 
