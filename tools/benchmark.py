@@ -19,8 +19,8 @@ Figures (targets in brackets):
 - ``runner_overhead`` (<= 1.10): one iteration of the demo Expansion
   (``configs/demo/expansion_demo.py``) through mmengine's Runner, the
   multi-task loop and the configured hooks, divided by the same model step
-  (preprocess, loss, backward, SGD step) in a bare PyTorch loop, both on
-  batches already in memory.
+  (preprocess, loss, backward, step of the same optimizer) in a bare
+  PyTorch loop, both on batches already in memory.
 - ``squeeze_overhead`` (<= 1.10): one distillation step of
   ``MultiTaskDistiller`` (ResNet-50 student, the expansion_r50 teacher)
   divided by the teacher's no_grad forward plus the student's
@@ -33,7 +33,6 @@ Figures (targets in brackets):
   spends waiting for data, with 2 dataloader workers per task.
 """
 import argparse
-import copy
 import json
 import os
 import os.path as osp
@@ -54,16 +53,18 @@ FIGURES = ('expansion_overhead', 'runner_overhead', 'squeeze_overhead',
            'memory_ratio', 'data_wait')
 
 
-def median_time(fn, repeats: int, warmup: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_times(fns: dict, repeats: int, warmup: int) -> dict:
+    """Median wall time of each ``fn()`` over ``repeats`` rounds after
+    ``warmup`` rounds. The functions take turns within each round, so that
+    a slow spell of a shared machine weighs on all of them alike."""
+    times = {name: [] for name in fns}
+    for round_ in range(warmup + repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def feature_loss(feats) -> torch.Tensor:
@@ -124,14 +125,13 @@ def measure_expansion_overhead(args) -> dict:
                         streams[other](inputs[task])
         return step
 
-    step = median_time(lambda: expansion_step(model, inputs), args.repeats,
-                       args.warmup)
-    ideal = {}
+    fns = dict(step=lambda: expansion_step(model, inputs))
     for task in model.tasks:
-        ideal[f'{task}.own_fwd_bwd'] = median_time(
-            own_stream(task), args.repeats, args.warmup)
-        ideal[f'{task}.others_fwd'] = median_time(
-            other_stream(task), args.repeats, args.warmup)
+        fns[f'{task}.own_fwd_bwd'] = own_stream(task)
+        fns[f'{task}.others_fwd'] = other_stream(task)
+    times = median_times(fns, args.repeats, args.warmup)
+    step = times.pop('step')
+    ideal = times
     return dict(
         expansion_overhead=step / sum(ideal.values()),
         raw=dict(step_s=step, **{k + '_s': v for k, v in ideal.items()}))
@@ -244,10 +244,52 @@ class _IterRecorder:
         return IterRecorder()
 
 
+class InMemoryBatches(list):
+    """Loaded batches standing in for a task's dataloader: the loop iterates
+    them, the Runner's hooks read ``dataset`` (metainfo, consistency
+    checks)."""
+
+    def __init__(self, batches, dataset):
+        super().__init__(batches)
+        self.dataset = dataset
+
+
+class _InterleavedBareSteps:
+    """An mmengine hook (built below) that, after each Runner iteration,
+    runs the same model step in a bare PyTorch loop on the same batches, so
+    that the two take turns. The Runner's iteration is timed from the end of
+    one bare step to the end of the next Runner iteration (hooks included)."""
+
+    def __new__(cls, bare_step):
+        from mmengine.hooks import Hook
+
+        class InterleavedBareSteps(Hook):
+            priority = 'LOWEST'
+
+            def __init__(self):
+                self.runner_times, self.bare_times = [], []
+                self._resumed = None
+
+            def before_train_iter(self, runner, batch_idx, data_batch=None):
+                if self._resumed is None:  # the first iteration starts here
+                    self._resumed = time.perf_counter()
+
+            def after_train_iter(self, runner, batch_idx, data_batch=None,
+                                 outputs=None):
+                end = time.perf_counter()
+                self.runner_times.append(end - self._resumed)
+                bare_step(runner.iter)
+                self._resumed = time.perf_counter()
+                self.bare_times.append(self._resumed - end)
+
+        return InterleavedBareSteps()
+
+
 def measure_runner_overhead(args) -> dict:
     from mmengine.runner import Runner
 
-    iters = args.warmup + args.repeats + 1
+    # A demo step is short: three times the repeats, for a stable median.
+    iters = args.warmup + 3 * args.repeats + 1
     cfg = _demo_cfg(osp.join(args.work_dir, 'runner_overhead'), iters, 0)
     runner = Runner.from_cfg(cfg)
     # The batches of every iteration, loaded once; both loops get them.
@@ -261,21 +303,17 @@ def measure_runner_overhead(args) -> dict:
             except StopIteration:
                 iterator = iter(loader)
                 batches[task].append(next(iterator))
-    runner.train_loop.dataloaders = {t: list(b) for t, b in batches.items()}
-    recorder = _IterRecorder()
-    runner.register_hook(recorder)
-    state = copy.deepcopy(runner.model.state_dict())
-    runner.train()
-    runner_steps = [b - a for a, b in zip(recorder.ends, recorder.ends[1:])]
-    runner_step = statistics.median(runner_steps[args.warmup:])
-
+    runner.train_loop.dataloaders = {
+        task: InMemoryBatches(batches[task], loaders[task].dataset)
+        for task in loaders
+    }
     model = runner.model
-    model.load_state_dict(state)
-    model.reconcile = True
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
 
     def bare_step(i):
+        # The Runner's own optimizer (built in runner.train(), with the
+        # per-parameter groups of paramwise_cfg), so that only the Runner,
+        # the loop and the hooks differ.
+        optimizer = runner.optim_wrapper.optimizer
         data = model.data_preprocessor(
             {t: b[i] for t, b in batches.items()}, True)
         losses = model(**data, mode='loss')
@@ -284,13 +322,11 @@ def measure_runner_overhead(args) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    model.train()
-    times = []
-    for i in range(iters):
-        start = time.perf_counter()
-        bare_step(i)
-        times.append(time.perf_counter() - start)
-    bare = statistics.median(times[args.warmup + 1:])
+    timer = _InterleavedBareSteps(bare_step)
+    runner.register_hook(timer)
+    runner.train()
+    runner_step = statistics.median(timer.runner_times[args.warmup:])
+    bare = statistics.median(timer.bare_times[args.warmup:])
     return dict(
         runner_overhead=runner_step / bare,
         raw=dict(runner_step_s=runner_step, bare_step_s=bare))
@@ -347,10 +383,11 @@ def measure_squeeze_overhead(args) -> dict:
             feature_loss(model.extract_feat(x)[-1:]).backward()
         model.zero_grad(set_to_none=True)
 
-    step = median_time(squeeze_step, args.repeats, args.warmup)
-    teacher_s = median_time(teacher_forward, args.repeats, args.warmup)
-    student_s = median_time(student_forward_backward, args.repeats,
-                            args.warmup)
+    times = median_times(
+        dict(step=squeeze_step, teacher=teacher_forward,
+             student=student_forward_backward), args.repeats, args.warmup)
+    step, teacher_s, student_s = (
+        times['step'], times['teacher'], times['student'])
     return dict(
         squeeze_overhead=step / (teacher_s + student_s),
         raw=dict(step_s=step, teacher_fwd_s=teacher_s,
