@@ -86,26 +86,6 @@ class AtomicCheckpointHook(CheckpointHook):
                     f'Removed {tmp}, left by a checkpoint save that was '
                     'interrupted.')
 
-    @contextmanager
-    def _removals_deferred(self):
-        """Defer the ``remove`` / ``rmtree`` calls that mmengine's hook makes
-        before saving until the body (the save) has succeeded; on an error
-        nothing is removed."""
-        backend = self.file_backend
-        deferred = []
-        backend.remove = lambda path: deferred.append((type(backend).remove,
-                                                       path))
-        backend.rmtree = lambda path: deferred.append((type(backend).rmtree,
-                                                       path))
-        try:
-            yield
-        finally:
-            # The instance attributes shadow the class methods; dropping
-            # them restores the backend.
-            del backend.remove, backend.rmtree
-        for remove, path in deferred:
-            remove(backend, path)
-
     def _save_checkpoint_with_step(self, runner, step, meta):
         """mmengine's ``_save_checkpoint_with_step`` in a safe order: save
         the new checkpoint, point ``last_checkpoint`` at it, and only then
