@@ -4,10 +4,10 @@ tmp_path) distilled into a tiny student, and a real Runner on the demo data
 through configs/demo/squeeze_demo.py."""
 import copy
 import itertools
-import os
 import os.path as osp
 
 import pytest
+from _tools import isolate_run
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
@@ -27,7 +27,6 @@ TINY_STREAM = dict(
     out_indices=(0, 1, 2, 3), norm_cfg=dict(type='BN'), style='pytorch')
 # Student: 4, 8, 16, 32 channels at the same strides.
 TINY_STUDENT = dict(TINY_STREAM, base_channels=4)
-_run_names = itertools.count()
 
 
 def teacher_cfg(tasks=('a', 'b', 'c'), base_channels=8) -> dict:
@@ -263,12 +262,7 @@ def squeeze_cfg(work_dir, teacher_ckpt, max_iters) -> Config:
     half the batch sizes, no dataloader workers, checkpoints every 2
     iterations."""
     cfg = Config.fromfile(SQUEEZE_DEMO)
-    cfg.work_dir = str(work_dir)
-    name = f'squeeze_{next(_run_names)}_{os.getpid()}_{osp.basename(work_dir)}'
-    cfg.experiment_name = name
-    cfg.visualizer = dict(type='Visualizer',
-                          vis_backends=[dict(type='LocalVisBackend')],
-                          name=name)
+    isolate_run(cfg, work_dir, 'squeeze')
     cfg.model.teacher_checkpoint = teacher_ckpt
     cfg.model.student = TINY_STUDENT
     for loader in cfg.train_dataloader.values():

@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import pytest
+from _tools import isolate_run
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
@@ -30,7 +31,6 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = 'configs/demo/expansion_demo.py'
 R50_CONFIG = 'configs/xlearner/expansion_r50.py'
 TASKS = ('cls', 'det', 'seg')
-_run_names = itertools.count()
 
 
 class Recorder(Hook):
@@ -82,15 +82,7 @@ def demo_cfg(work_dir,
     workers, logs every iteration, seed 0, validation only at the end (or
     none)."""
     cfg = Config.fromfile(DEMO_CONFIG)
-    cfg.work_dir = str(work_dir)
-    # Unique names: mmengine keeps loggers, message hubs and visualizers by
-    # name, and a second runner with the same name would write to the first
-    # one's log directory.
-    name = f'e2e_{next(_run_names)}_{os.getpid()}_{osp.basename(work_dir)}'
-    cfg.experiment_name = name
-    cfg.visualizer = dict(
-        type='Visualizer', vis_backends=[dict(type='LocalVisBackend')],
-        name=name)
+    isolate_run(cfg, work_dir, 'e2e')
     for loader in itertools.chain(cfg.train_dataloader.values(),
                                   cfg.val_dataloader.values()):
         loader.num_workers = 0

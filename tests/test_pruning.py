@@ -6,13 +6,11 @@ three ResNet-18 streams at 1/4 width and their reconciliation layers, 2.6M
 prunable weights), built once per module and reset before every test.
 """
 import copy
-import itertools
 import json
-import os
 import os.path as osp
 
 import pytest
-from _tools import load_tool
+from _tools import isolate_run, load_tool
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -29,7 +27,6 @@ from xlearner_mm.utils import register_all_modules
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = 'configs/demo/expansion_demo.py'
 PRUNE_DEMO_CONFIG = 'configs/demo/prune_demo.py'
-_run_names = itertools.count()
 
 
 @pytest.fixture(autouse=True)
@@ -291,12 +288,7 @@ def prune_cfg(work_dir, load_from, max_iters=3) -> Config:
     segmentation only (two streams, reconciliation between them), small
     batches, no workers, no validation, a checkpoint every 2 iterations."""
     cfg = Config.fromfile(PRUNE_DEMO_CONFIG)
-    cfg.work_dir = str(work_dir)
-    name = f'prune_{next(_run_names)}_{os.getpid()}_{osp.basename(work_dir)}'
-    cfg.experiment_name = name
-    cfg.visualizer = dict(
-        type='Visualizer', vis_backends=[dict(type='LocalVisBackend')],
-        name=name)
+    isolate_run(cfg, work_dir, 'prune')
     del cfg.model.task_models['det'], cfg.train_dataloader['det']
     for loader, batch_size in zip(cfg.train_dataloader.values(), (4, 2)):
         loader.batch_size = loader.sampler.batch_size = batch_size
