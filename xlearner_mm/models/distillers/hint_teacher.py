@@ -6,6 +6,7 @@ from mmengine.model import BaseModule, ModuleDict
 from torch import Tensor
 
 from xlearner_mm.registry import MODELS
+from .frozen_teacher import FrozenTeacherMixin
 from .guidance_layer import GuidanceLayer, hint_loss
 
 # init_cfg types that load a backbone from a checkpoint.
@@ -13,7 +14,7 @@ _CHECKPOINT_INITS = ('Pretrained', 'ZooPretrained')
 
 
 @MODELS.register_module()
-class HintTeacher(BaseModule):
+class HintTeacher(FrozenTeacherMixin, BaseModule):
     """X-Learner++ hint of one task (paper Sec. 3.4): a frozen single-task
     single-source pretrained backbone whose features supervise the task's
     Expansion stream through guidance layers, as FitNets hints.
@@ -25,12 +26,10 @@ class HintTeacher(BaseModule):
     loss is the mean over the hinted levels times ``loss_weight``.
 
     The teacher loads its checkpoint when this module is built and is held
-    outside the module tree: it is not in ``parameters()``, so no optimizer
-    or DDP sees it; not in ``state_dict()``, so Expansion checkpoints do not
-    carry it; and neither ``train()`` nor ``init_weights()`` reach it, so it
-    stays in eval mode with its pretrained weights. Device and dtype moves
-    (``to``, ``cuda``, ...) are passed on to it. The guidance layers are
-    ordinary submodules: trained, and saved.
+    out of the module tree (:class:`FrozenTeacherMixin`): no optimizer, DDP
+    or checkpoint sees it, and it stays in eval mode with its pretrained
+    weights. The guidance layers are ordinary submodules: trained, and
+    saved.
 
     Args:
         backbone (dict): The teacher's backbone config; its ``init_cfg``
@@ -66,11 +65,7 @@ class HintTeacher(BaseModule):
         teacher = MODELS.build(
             dict(type='ExpandedBackbone', tasks=(task, ), backbone=backbone))
         teacher.init_weights()
-        teacher.requires_grad_(False)
-        teacher.eval()
-        # In a tuple, not as an attribute, so that nn.Module does not
-        # register it (see the class docstring).
-        self._teacher = (teacher, )
+        self.hold_teacher(teacher)
 
         channels = teacher.out_channels[task]
         strides = teacher.out_strides[task]
@@ -110,15 +105,6 @@ class HintTeacher(BaseModule):
             if '://' not in path and not osp.isfile(path):
                 raise FileNotFoundError(
                     f'{where}: teacher checkpoint {path} does not exist')
-
-    @property
-    def teacher(self) -> BaseModule:
-        """The frozen teacher (an :class:`ExpandedBackbone` of one stream)."""
-        return self._teacher[0]
-
-    def _apply(self, fn, *args, **kwargs):
-        self.teacher._apply(fn, *args, **kwargs)
-        return super()._apply(fn, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return f'task={self.task}, levels={self.levels}, teacher (frozen): ' \

@@ -9,29 +9,13 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor
 
 from xlearner_mm.registry import MODELS
+from .frozen_teacher import FrozenTeacherMixin
 from .guidance_layer import hint_loss
 
 # Side of the dummy image that reads the student's level widths and strides.
 _PROBE_SIZE = 64
 # Mismatches listed in a teacher-checkpoint error before the rest are counted.
 _MAX_LISTED = 10
-
-
-def _drop_teacher_state(module, state_dict: dict, prefix: str,
-                        local_metadata: dict) -> None:
-    """state_dict post-hook: leave the frozen teacher out of checkpoints
-    (it is reloaded from ``teacher_checkpoint`` when the model is built)."""
-    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
-        del state_dict[key]
-
-
-def _keep_teacher_state(module, state_dict: dict, prefix: str, *args) -> None:
-    """load_state_dict pre-hook: a state dict without the teacher's weights
-    (every squeeze checkpoint) keeps the loaded teacher as it is, and nothing
-    is reported missing."""
-    for key, value in module.teacher.state_dict(
-            prefix=prefix + 'teacher.').items():
-        state_dict.setdefault(key, value)
 
 
 def _checkpoint_mismatches(expected: Dict[str, Tensor],
@@ -70,7 +54,7 @@ def _checkpoint_mismatches(expected: Dict[str, Tensor],
 
 
 @MODELS.register_module()
-class MultiTaskDistiller(BaseModel):
+class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
     """X-Learner's Squeeze Stage by distillation (paper Sec. 3.3, Eq. 3-4).
 
     A normal-sized student backbone learns, FitNets-style, the T task
@@ -96,10 +80,10 @@ class MultiTaskDistiller(BaseModel):
     its config and loaded from ``teacher_checkpoint`` at build time, after
     its keys and shapes are checked against the config. Its heads are loaded
     too but never run: only ``backbone`` and ``neck`` make :math:`F^t`, and
-    the task models' data preprocessors prepare the batches. It stays frozen:
-    no gradients, eval mode whatever :meth:`train` is told, skipped by
-    :meth:`init_weights`. Its weights are left out of :meth:`state_dict`, so a
-    squeeze checkpoint holds ``student.*`` (the squeezed backbone) and
+    the task models' data preprocessors prepare the batches. It is held out of
+    the module tree (:class:`FrozenTeacherMixin`): frozen, in eval mode,
+    outside the optimizer, DDP and :meth:`state_dict`, so a squeeze
+    checkpoint holds ``student.*`` (the squeezed backbone) and
     ``guidance.<task>.<level>.*``; loading one keeps the teacher as loaded
     from ``teacher_checkpoint``.
 
@@ -139,10 +123,8 @@ class MultiTaskDistiller(BaseModel):
         # The teacher's task preprocessors prepare each task's batch for the
         # student too, so both see the same normalised images.
         super().__init__(data_preprocessor=teacher_model.data_preprocessor)
-        self.teacher = teacher_model
-        self._load_teacher(teacher_checkpoint)
-        self.teacher.requires_grad_(False)
-        self.teacher.eval()
+        self._load_teacher(teacher_model, teacher_checkpoint)
+        self.hold_teacher(teacher_model)
         # F^t is the feature of the model after tau (Algorithm 1).
         self.teacher.reconcile = self.teacher.with_reconciliation
         self.tasks = self.teacher.tasks
@@ -186,10 +168,8 @@ class MultiTaskDistiller(BaseModel):
                 layers[str(level)] = MODELS.build(cfg)
             self.guidance[task] = layers
 
-        self.register_state_dict_post_hook(_drop_teacher_state)
-        self.register_load_state_dict_pre_hook(_keep_teacher_state)
-
-    def _load_teacher(self, path: str) -> None:
+    @staticmethod
+    def _load_teacher(teacher: BaseModel, path: str) -> None:
         """Load the Expansion checkpoint into the teacher, after checking its
         tasks, keys and shapes against the teacher config."""
         if '://' not in path and not osp.isfile(path):
@@ -203,8 +183,8 @@ class MultiTaskDistiller(BaseModel):
         found = OrderedDict(
             (k[len('module.'):] if k.startswith('module.') else k, v)
             for k, v in found.items())
-        problems = _checkpoint_mismatches(self.teacher.state_dict(), found,
-                                          self.teacher.tasks, path)
+        problems = _checkpoint_mismatches(teacher.state_dict(), found,
+                                          teacher.tasks, path)
         if problems:
             listed = '\n  '.join(problems[:_MAX_LISTED])
             more = len(problems) - _MAX_LISTED
@@ -212,9 +192,7 @@ class MultiTaskDistiller(BaseModel):
                 f'model.teacher_checkpoint {path} does not match the teacher '
                 f'config model.teacher:\n  {listed}' +
                 (f'\n  ... and {more} more' if more > 0 else ''))
-        self.teacher.load_state_dict(found, strict=True)
-        # Keeps BaseModule.init_weights from re-initialising the teacher.
-        self.teacher.is_init = True
+        teacher.load_state_dict(found, strict=True)
 
     @torch.no_grad()
     def _probe_student(self) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
@@ -241,13 +219,6 @@ class MultiTaskDistiller(BaseModel):
             raise ValueError(f'model.hint_levels {tuple(levels)} must name '
                              'distinct levels, at least one')
         return tuple(normalized)
-
-    def train(self, mode: bool = True) -> 'MultiTaskDistiller':
-        """Set the student and guidance layers' mode; the teacher stays in
-        eval mode (Runner calls ``model.train()`` before training)."""
-        super().train(mode)
-        self.teacher.eval()
-        return self
 
     def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """(N, 3, H, W) images -> the student's D levels :math:`\\hat F_i`."""
