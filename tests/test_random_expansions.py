@@ -8,6 +8,7 @@ image size. For every draw:
 
 - the neck has T(T-1)D(D+1)/2 reconciliation layers;
 - F^t has the shapes of E^t;
+- the neck does not write the streams' features in place;
 - task t's loss on F^t gives gradient to stream t and the layers into t only
   (the reconciliation inputs are detached);
 - with the reconciliation weights zeroed, F^t equals E^t.
@@ -86,7 +87,12 @@ def test_random_expansions_keep_shapes_and_detach(config):
     backbone.zero_grad(set_to_none=True)
     neck.zero_grad(set_to_none=True)
     feats = backbone(x)
+    versions = {t: [e._version for e in feats[t]] for t in tasks}
     fused = neck(feats, target)
+    # The layers read the other streams' features without writing them (a
+    # stage output is already activated, so an in-place ReLU would change
+    # no value, only the version that autograd checks).
+    assert {t: [e._version for e in feats[t]] for t in tasks} == versions
     assert [f.shape for f in fused] == [e.shape for e in feats[target]]
     sum(f.square().mean() for f in fused).backward()
     for task, stream in backbone.streams.items():

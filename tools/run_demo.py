@@ -87,8 +87,12 @@ def first_last(records: list, key: str) -> tuple:
 
 
 def checkpoint_of(work_dir: str) -> str:
+    """The checkpoint a stage saved last, relative to the repository root
+    when it lies below it (mmengine writes it absolute)."""
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        return f.read().strip()
+        path = f.read().strip()
+    relative = osp.relpath(path, REPO_ROOT)
+    return path if relative.startswith('..') else relative
 
 
 def main():

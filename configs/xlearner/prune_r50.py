@@ -5,7 +5,7 @@
 # The expanded model of configs/xlearner/expansion_r50.py is loaded from its
 # final checkpoint, its sub-backbones and reconciliation layers are pruned to
 # one ResNet-50's number of conv weights under one global magnitude threshold
-# (23.45M of 52.31M prunable weights kept, 55.16% sparsity; BN and biases are
+# (23.45M of 52.65M prunable weights kept, 55.45% sparsity; BN and biases are
 # not pruned), and it is fine-tuned with the Expansion loss (paper Eq. 1) on
 # the same data, the pruned weights held at zero:
 #
