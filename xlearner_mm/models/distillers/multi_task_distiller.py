@@ -121,8 +121,11 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
                  level_weights: Optional[Sequence[float]] = None) -> None:
         teacher_model = MODELS.build(teacher)
         # The teacher's task preprocessors prepare each task's batch for the
-        # student too, so both see the same normalised images.
-        super().__init__(data_preprocessor=teacher_model.data_preprocessor)
+        # student too, so both see the same normalised images. A copy: the
+        # teacher shares no module with the distiller's tree, so train()
+        # never reaches any part of it.
+        super().__init__(
+            data_preprocessor=copy.deepcopy(teacher_model.data_preprocessor))
         self._load_teacher(teacher_model, teacher_checkpoint)
         self.hold_teacher(teacher_model)
         # F^t is the feature of the model after tau (Algorithm 1).
