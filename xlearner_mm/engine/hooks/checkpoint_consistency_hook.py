@@ -12,8 +12,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import find_latest_checkpoint
 
 from xlearner_mm.models.architectures.xlearner import XLearner
-from xlearner_mm.models.distillers.multi_task_distiller import (
-    _MAX_LISTED, _checkpoint_mismatches)
+from xlearner_mm.models.utils.checkpoint_state import (checkpoint_mismatches,
+                                                       format_mismatches,
+                                                       strip_ddp_prefix)
 from xlearner_mm.registry import HOOKS
 
 # The expanded backbone and its reconciliation layers; the task models'
@@ -24,12 +25,9 @@ _EXPANSION_PREFIXES = ('backbone.', 'neck.')
 def _expansion_state(state_dict: dict) -> OrderedDict:
     """The expanded backbone's and the neck's entries, without DDP's
     ``module.``."""
-    state = OrderedDict()
-    for key, value in state_dict.items():
-        key = key[len('module.'):] if key.startswith('module.') else key
-        if key.startswith(_EXPANSION_PREFIXES):
-            state[key] = value
-    return state
+    return OrderedDict((key, value)
+                       for key, value in strip_ddp_prefix(state_dict).items()
+                       if key.startswith(_EXPANSION_PREFIXES))
 
 
 @HOOKS.register_module()
@@ -50,14 +48,12 @@ class CheckpointConsistencyHook(Hook):
             return
         # The file Runner.load_or_resume reads (the hook is not told).
         path = runner._load_from or find_latest_checkpoint(runner.work_dir)
-        problems = _checkpoint_mismatches(
+        problems = checkpoint_mismatches(
             _expansion_state(model.state_dict()),
             _expansion_state(checkpoint.get('state_dict', checkpoint)),
             model.tasks, path, config='the config (model)')
         if problems:
-            more = len(problems) - _MAX_LISTED
             raise ValueError(
                 f'Checkpoint {path} does not fit the expanded backbone of '
-                'the config: its tasks or levels differ:\n  ' +
-                '\n  '.join(problems[:_MAX_LISTED]) +
-                (f'\n  ... and {more} more' if more > 0 else ''))
+                'the config: its tasks or levels differ:' +
+                format_mismatches(problems))

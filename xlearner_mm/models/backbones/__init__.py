@@ -1,3 +1,3 @@
-from .expanded_backbone import ExpandedBackbone
+from .expanded_backbone import ExpandedBackbone, as_levels, probe_levels
 
-__all__ = ['ExpandedBackbone']
+__all__ = ['ExpandedBackbone', 'as_levels', 'probe_levels']

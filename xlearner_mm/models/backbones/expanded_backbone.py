@@ -3,12 +3,30 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModule, ModuleDict
-from torch import Tensor
+from torch import Tensor, nn
 
 from xlearner_mm.registry import MODELS
 
-# Side of the dummy image used to read each stream's level widths and strides.
+# Side of the dummy image used to read a backbone's level widths and strides.
 _PROBE_SIZE = 64
+
+
+def as_levels(outs) -> Tuple[Tensor, ...]:
+    """A backbone's output as a tuple of levels (one Tensor is one level)."""
+    return (outs, ) if isinstance(outs, Tensor) else tuple(outs)
+
+
+@torch.no_grad()
+def probe_levels(backbone: nn.Module) -> Tuple[tuple, tuple]:
+    """(channels, strides) of ``backbone``'s levels, read from one forward of
+    a dummy image in eval mode (its BN statistics stay untouched), so that
+    configs need not repeat them."""
+    was_training = backbone.training
+    backbone.eval()
+    outs = as_levels(backbone(torch.zeros(1, 3, _PROBE_SIZE, _PROBE_SIZE)))
+    backbone.train(was_training)
+    return (tuple(out.shape[1] for out in outs),
+            tuple(_PROBE_SIZE // out.shape[-1] for out in outs))
 
 
 @MODELS.register_module()
@@ -58,23 +76,9 @@ class ExpandedBackbone(BaseModule):
             cfg = copy.deepcopy(backbone)
             cfg.update(copy.deepcopy(stream_overrides.get(task, {})))
             self.streams[task] = MODELS.build(cfg)
-        self.out_channels, self.out_strides = self._probe_levels()
-
-    @torch.no_grad()
-    def _probe_levels(self) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
-        """Read every stream's level widths and strides from one forward of a
-        dummy image, so that configs need not repeat them."""
-        channels, strides = {}, {}
-        for task, stream in self.streams.items():
-            was_training = stream.training
-            stream.eval()
-            outs = stream(torch.zeros(1, 3, _PROBE_SIZE, _PROBE_SIZE))
-            stream.train(was_training)
-            if isinstance(outs, Tensor):
-                outs = (outs, )
-            channels[task] = tuple(out.shape[1] for out in outs)
-            strides[task] = tuple(_PROBE_SIZE // out.shape[-1] for out in outs)
-        return channels, strides
+        levels = {task: probe_levels(s) for task, s in self.streams.items()}
+        self.out_channels = {t: c for t, (c, _) in levels.items()}
+        self.out_strides = {t: s for t, (_, s) in levels.items()}
 
     @property
     def num_levels(self) -> Dict[str, int]:
@@ -111,5 +115,5 @@ class ExpandedBackbone(BaseModule):
             with torch.set_grad_enabled(torch.is_grad_enabled()
                                         and task in grad_tasks):
                 outs = self.streams[task](x)
-            feats[task] = (outs, ) if isinstance(outs, Tensor) else tuple(outs)
+            feats[task] = as_levels(outs)
         return feats

@@ -1,57 +1,17 @@
 import copy
 import os.path as osp
-from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModel, ModuleDict
-from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor
 
 from xlearner_mm.registry import MODELS
+from ..backbones import as_levels, probe_levels
+from ..utils.checkpoint_state import (checkpoint_mismatches,
+                                      format_mismatches, read_state_dict)
 from .frozen_teacher import FrozenTeacherMixin
 from .guidance_layer import hint_loss
-
-# Side of the dummy image that reads the student's level widths and strides.
-_PROBE_SIZE = 64
-# Mismatches listed in a teacher-checkpoint error before the rest are counted.
-_MAX_LISTED = 10
-
-
-def _checkpoint_mismatches(expected: Dict[str, Tensor],
-                           found: Dict[str, Tensor], tasks: Sequence[str],
-                           path: str,
-                           config: str = 'the teacher config') -> List[str]:
-    """What differs between the model built from ``config`` (``expected``)
-    and the state dict of its checkpoint (``found``): the tasks of the
-    expanded backbone first, then every key and shape."""
-    found_tasks = {
-        key.split('.')[2]
-        for key in found if key.startswith('backbone.streams.')
-    }
-    problems = [
-        f"task '{task}' is in {config} but not in checkpoint "
-        f'{path} (its tasks: {sorted(found_tasks)})'
-        for task in tasks if task not in found_tasks
-    ] + [
-        f"task '{task}' is in checkpoint {path} but not in {config} "
-        f'(its tasks: {list(tasks)})'
-        for task in sorted(found_tasks - set(tasks))
-    ]
-    if problems:
-        return problems
-    for key, value in expected.items():
-        if key not in found:
-            problems.append(f'{key}: in {config} but not in the checkpoint')
-        elif found[key].shape != value.shape:
-            problems.append(f'{key}: checkpoint {tuple(found[key].shape)} '
-                            f'vs config {tuple(value.shape)}')
-    problems += [
-        f'{key}: in the checkpoint but not in {config}'
-        for key in found if key not in expected
-    ]
-    return problems
-
 
 @MODELS.register_module()
 class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
@@ -133,7 +93,7 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
         self.tasks = self.teacher.tasks
 
         self.student = MODELS.build(student)
-        student_channels, student_strides = self._probe_student()
+        student_channels, student_strides = probe_levels(self.student)
         num_levels = len(student_channels)
         for task in self.tasks:
             if self.teacher.backbone.num_levels[task] != num_levels:
@@ -180,33 +140,14 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
                 f'model.teacher_checkpoint: {path} does not exist (the '
                 'Expansion Stage checkpoint, e.g. work_dirs/<expansion '
                 'config>/iter_<N>.pth)')
-        checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-        found = checkpoint.get('state_dict', checkpoint)
-        # Weights saved from a DDP-wrapped model carry `module.`.
-        found = OrderedDict(
-            (k[len('module.'):] if k.startswith('module.') else k, v)
-            for k, v in found.items())
-        problems = _checkpoint_mismatches(teacher.state_dict(), found,
-                                          teacher.tasks, path)
+        found = read_state_dict(path)
+        problems = checkpoint_mismatches(teacher.state_dict(), found,
+                                         teacher.tasks, path)
         if problems:
-            listed = '\n  '.join(problems[:_MAX_LISTED])
-            more = len(problems) - _MAX_LISTED
             raise ValueError(
                 f'model.teacher_checkpoint {path} does not match the teacher '
-                f'config model.teacher:\n  {listed}' +
-                (f'\n  ... and {more} more' if more > 0 else ''))
+                f'config model.teacher:{format_mismatches(problems)}')
         teacher.load_state_dict(found, strict=True)
-
-    @torch.no_grad()
-    def _probe_student(self) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
-        """(channels, strides) of the student's levels, from one dummy image
-        in eval mode (its BN statistics stay untouched)."""
-        self.student.eval()
-        outs = self.student(torch.zeros(1, 3, _PROBE_SIZE, _PROBE_SIZE))
-        self.student.train()
-        outs = (outs, ) if isinstance(outs, Tensor) else tuple(outs)
-        return (tuple(o.shape[1] for o in outs),
-                tuple(_PROBE_SIZE // o.shape[-1] for o in outs))
 
     @staticmethod
     def _normalize_levels(levels: Sequence[int],
@@ -225,8 +166,7 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
 
     def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """(N, 3, H, W) images -> the student's D levels :math:`\\hat F_i`."""
-        outs = self.student(inputs)
-        return (outs, ) if isinstance(outs, Tensor) else tuple(outs)
+        return as_levels(self.student(inputs))
 
     def loss(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """The hint losses of every task (and level) of the batch.

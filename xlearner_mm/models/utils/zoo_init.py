@@ -16,8 +16,9 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
-from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
+
+from .checkpoint_state import read_state_dict
 
 # Key prefixes of the layouts recognised, most specific first.
 _EXPANSION_PREFIX = 'backbone.streams.'  # XLearner (Expansion Stage)
@@ -97,11 +98,7 @@ class ZooPretrainedInit:
         if '://' not in self.checkpoint and not osp.isfile(self.checkpoint):
             raise FileNotFoundError(
                 f'ZooPretrained: checkpoint {self.checkpoint} does not exist')
-        ckpt = CheckpointLoader.load_checkpoint(
-            self.checkpoint, map_location=self.map_location)
-        state = ckpt.get('state_dict', ckpt)
-        return {(k[len('module.'):] if k.startswith('module.') else k): v
-                for k, v in state.items()}
+        return read_state_dict(self.checkpoint, self.map_location)
 
     def _backbone_prefix(self, keys) -> str:
         """The prefix of the backbone's keys in a checkpoint of ``keys``."""
