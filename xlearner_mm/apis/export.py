@@ -27,9 +27,6 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-# ``import xlearner_mm`` allow-lists what mmengine pickles into checkpoints,
-# so that they load with ``weights_only=True``.
-import xlearner_mm  # noqa: F401
 from xlearner_mm.models.architectures.xlearner import _HEAD_KEYS
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import atomic_torch_save, register_all_modules
@@ -43,6 +40,8 @@ NECK_PREFIX = 'neck.'
 
 def load_checkpoint_file(path: str) -> dict:
     """``torch.load(path, weights_only=True)`` on the CPU, with clear errors.
+    What mmengine pickles into checkpoints loads because ``xlearner_mm``'s
+    ``__init__`` allow-lists it.
 
     Returns:
         dict: The checkpoint; a bare state dict becomes

@@ -1,6 +1,6 @@
 import copy
 from collections import OrderedDict
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from mmengine.model import BaseDataPreprocessor, BaseModel, ModuleDict
