@@ -8,7 +8,6 @@ or wholly at its initialisation and train on silently.
 from collections import OrderedDict
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.runner import find_latest_checkpoint
 
 from xlearner_mm.models.architectures.xlearner import XLearner
@@ -16,6 +15,7 @@ from xlearner_mm.models.utils.checkpoint_state import (checkpoint_mismatches,
                                                        format_mismatches,
                                                        strip_ddp_prefix)
 from xlearner_mm.registry import HOOKS
+from xlearner_mm.utils import unwrap_model
 
 # The expanded backbone and its reconciliation layers; the task models'
 # heads may legitimately differ (other label spaces when fine-tuning).
@@ -42,8 +42,7 @@ class CheckpointConsistencyHook(Hook):
     priority = 'VERY_HIGH'
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = unwrap_model(runner.model)
         if not isinstance(model, XLearner):
             return
         # The file Runner.load_or_resume reads (the hook is not told).

@@ -9,18 +9,14 @@ dataset fails (or, with more, trains unused logits) deep inside a loss.
 from typing import Dict, List, Optional, Tuple
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from xlearner_mm.models.architectures.xlearner import _HEAD_KEYS
 from xlearner_mm.models.heads.multi_source_heads import MultiSourceHeadMixin
 from xlearner_mm.registry import HOOKS
+from xlearner_mm.utils import unwrap_model
 
 # Sub-heads of a head that hold their own classes (mmdet's RoI heads).
 _SUB_HEAD_KEYS = ('bbox_head', 'mask_head')
-
-
-def _unwrap(model):
-    return model.module if is_model_wrapper(model) else model
 
 
 def _tasks_key(model) -> str:
@@ -182,7 +178,7 @@ class DataModelConsistencyHook(Hook):
 
     @staticmethod
     def _check(runner, loop, data_key: str, all_tasks: bool) -> None:
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         dataloaders = getattr(loop, 'dataloaders', None)
         if not isinstance(dataloaders, dict) or not hasattr(model, 'tasks'):
             return

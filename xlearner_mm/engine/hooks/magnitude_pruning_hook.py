@@ -3,16 +3,18 @@ with the expansion loss while the pruned weights stay zero."""
 from collections import OrderedDict
 from typing import Optional, Sequence, Union
 
+import torch
 from mmengine.hooks import Hook
 from mmengine.hooks.hook import DATA_BATCH
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 
 from xlearner_mm.models.pruning import (DEFAULT_PRUNABLE, MagnitudePruner,
-                                        apply_masks, format_report,
-                                        mask_gradients, prunable_weights,
+                                        apply_masks, count_kept,
+                                        format_report, mask_gradients,
+                                        masked_weights, prunable_weights,
                                         sparsity_report)
 from xlearner_mm.registry import HOOKS
+from xlearner_mm.utils import unwrap_model
 
 
 @HOOKS.register_module()
@@ -84,11 +86,8 @@ class MagnitudePruningHook(Hook):
         # (pruning masks or None, iteration) of the last checkpoint loaded.
         self._loaded: Optional[tuple] = None
         self._grad_handles: list = []
-
-    @staticmethod
-    def _model(runner):
-        return runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        # (weight, mask) of every prunable weight, resolved in before_train.
+        self._masked: list = []
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Keep the checkpoint's masks until it is known to be resumed."""
@@ -114,7 +113,7 @@ class MagnitudePruningHook(Hook):
 
     def before_train(self, runner) -> None:
         """Prune the loaded model, or restore the masks of a resumed run."""
-        model = self._model(runner)
+        model = unwrap_model(runner.model)
         if self._loaded is None:
             raise RuntimeError(
                 'MagnitudePruningHook prunes a trained model, but no '
@@ -130,6 +129,7 @@ class MagnitudePruningHook(Hook):
             self.masks = self.pruner.prune(model)
             action = f'pruned the loaded model ({self.pruner.describe()})'
         self._grad_handles = mask_gradients(model, self.masks)
+        self._masked = masked_weights(model, self.masks)
         report = sparsity_report(model, self.pruner.patterns)
         print_log(f'MagnitudePruningHook {action}:\n{format_report(report)}',
                   logger='current')
@@ -144,12 +144,16 @@ class MagnitudePruningHook(Hook):
                          batch_idx: int,
                          data_batch: DATA_BATCH = None,
                          outputs: Optional[dict] = None) -> None:
-        """Zero the pruned weights again and log the real sparsity."""
-        model = self._model(runner)
-        apply_masks(model, self.masks)
+        """Zero the pruned weights again and log the real sparsity (that of
+        :func:`sparsity_report`: the masks cover exactly the prunable
+        weights)."""
+        with torch.no_grad():
+            for weight, mask in self._masked:
+                weight.mul_(mask)
+        weights = [weight for weight, _ in self._masked]
+        prunable = sum(weight.numel() for weight in weights)
         runner.message_hub.update_scalar(
-            'train/sparsity',
-            sparsity_report(model, self.pruner.patterns)['sparsity'])
+            'train/sparsity', 1 - sum(count_kept(weights)) / prunable)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Store the masks and the sparsity report in the checkpoint."""
@@ -159,7 +163,8 @@ class MagnitudePruningHook(Hook):
             (name, mask.cpu()) for name, mask in self.masks.items())
         checkpoint.setdefault('meta', {})['pruning'] = dict(
             self.pruner.describe(),
-            **sparsity_report(self._model(runner), self.pruner.patterns))
+            **sparsity_report(
+                unwrap_model(runner.model), self.pruner.patterns))
 
     def after_train(self, runner) -> None:
         """Stop masking gradients."""

@@ -2,10 +2,10 @@ import itertools
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from torch.nn.parallel import DistributedDataParallel
 
 from xlearner_mm.registry import HOOKS
+from xlearner_mm.utils import unwrap_model
 
 
 @HOOKS.register_module()
@@ -45,8 +45,7 @@ class ReconciliationSwitchHook(Hook):
 
     @staticmethod
     def _model(runner):
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = unwrap_model(runner.model)
         if not getattr(model, 'with_reconciliation', False):
             raise TypeError(
                 'ReconciliationSwitchHook needs an XLearner model with a '

@@ -17,7 +17,7 @@ keys and a pruned checkpoint loads into the unpruned model config.
 """
 import fnmatch
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -45,6 +45,12 @@ def _layer_weights(module: nn.Module) -> 'OrderedDict[str, nn.Parameter]':
     return weights
 
 
+def _check_patterns(patterns: Sequence[str]) -> None:
+    if isinstance(patterns, str) or not patterns:
+        raise ValueError('patterns must be a non-empty sequence of parameter '
+                         f'name patterns, got {patterns!r}')
+
+
 def prunable_weights(model: nn.Module,
                      patterns: Sequence[str] = DEFAULT_PRUNABLE
                      ) -> 'OrderedDict[str, nn.Parameter]':
@@ -62,9 +68,7 @@ def prunable_weights(model: nn.Module,
     Raises:
         ValueError: If no weight matches.
     """
-    if isinstance(patterns, str) or not patterns:
-        raise ValueError('patterns must be a non-empty sequence of parameter '
-                         f'name patterns, got {patterns!r}')
+    _check_patterns(patterns)
     weights, seen = OrderedDict(), set()
     for name, weight in _layer_weights(model).items():
         if id(weight) in seen or not any(
@@ -176,9 +180,7 @@ class MagnitudePruner:
                              f'positive int, got {keep_params!r}')
         if scope not in SCOPES:
             raise ValueError(f'scope must be one of {SCOPES}, got {scope!r}')
-        if isinstance(patterns, str) or not patterns:
-            raise ValueError('patterns must be a non-empty sequence of '
-                             f'parameter name patterns, got {patterns!r}')
+        _check_patterns(patterns)
         self.sparsity = sparsity
         self.keep_params = keep_params
         self.scope = scope
@@ -240,10 +242,13 @@ class MagnitudePruner:
         return masks
 
 
-def _masked_weights(model: nn.Module, masks: Masks) -> Dict[str, Tensor]:
-    """``{name: weight}`` for the masks, checking names and shapes."""
+def masked_weights(model: nn.Module,
+                   masks: Masks) -> List[Tuple[nn.Parameter, Tensor]]:
+    """``(weight, mask)`` for each mask, the mask on the weight's device,
+    after checking names and shapes. The pairs stay valid while the model's
+    parameters do, so a training loop resolves them once."""
     params = dict(model.named_parameters())
-    weights = {}
+    pairs = []
     for name, mask in masks.items():
         if name not in params:
             raise KeyError(f'Pruning mask for "{name}", which is no parameter '
@@ -252,15 +257,15 @@ def _masked_weights(model: nn.Module, masks: Masks) -> Dict[str, Tensor]:
             raise ValueError(f'Pruning mask for "{name}" has shape '
                              f'{tuple(mask.shape)}, the weight '
                              f'{tuple(params[name].shape)}')
-        weights[name] = params[name]
-    return weights
+        pairs.append((params[name], mask.to(params[name].device)))
+    return pairs
 
 
 @torch.no_grad()
 def apply_masks(model: nn.Module, masks: Masks) -> None:
     """Zero the pruned entries (mask False) of the masked weights in place."""
-    for name, weight in _masked_weights(model, masks).items():
-        weight.mul_(masks[name].to(weight.device))
+    for weight, mask in masked_weights(model, masks):
+        weight.mul_(mask)
 
 
 def mask_gradients(model: nn.Module, masks: Masks) -> List[RemovableHandle]:
@@ -276,11 +281,15 @@ def mask_gradients(model: nn.Module, masks: Masks) -> List[RemovableHandle]:
     Returns:
         list[RemovableHandle]: Remove them to stop masking.
     """
-    handles = []
-    for name, weight in _masked_weights(model, masks).items():
-        mask = masks[name].to(weight.device)
-        handles.append(weight.register_hook(lambda grad, m=mask: grad * m))
-    return handles
+    return [
+        weight.register_hook(lambda grad, m=mask: grad * m)
+        for weight, mask in masked_weights(model, masks)
+    ]
+
+
+def count_kept(weights: Sequence[Tensor]) -> List[int]:
+    """The number of non-zero entries of each weight (one device sync)."""
+    return torch.stack([w.count_nonzero() for w in weights]).tolist()
 
 
 def _stats(prunable: int, kept: int) -> dict:
@@ -309,7 +318,7 @@ def sparsity_report(model: nn.Module,
         from checkpoint meta.
     """
     weights = prunable_weights(model, patterns)
-    kept = torch.stack([w.count_nonzero() for w in weights.values()]).tolist()
+    kept = count_kept(list(weights.values()))
     layers = OrderedDict(
         (name, _stats(w.numel(), k)) for (name, w), k in zip(weights.items(), kept))
     groups = OrderedDict()
