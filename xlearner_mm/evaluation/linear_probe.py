@@ -280,11 +280,10 @@ def stratified_holdout(labels: Tensor,
     return torch.cat(train_idx).sort().values, val_idx
 
 
-def _accuracy(model: LogisticRegression, feats: Tensor,
-              labels: Tensor) -> float:
-    """Top-1 accuracy in percent."""
-    return (model.predict(feats) == labels.to(
-        model.weight.device)).double().mean().item() * 100
+def _top1(logits: Tensor, labels: Tensor) -> float:
+    """Top-1 accuracy in percent of class scores ``(N, K)``."""
+    return (logits.argmax(dim=1) == labels.to(
+        logits.device)).double().mean().item() * 100
 
 
 def select_lambda(train: Tuple[Tensor, Tensor], val: Tuple[Tensor, Tensor],
@@ -314,7 +313,7 @@ def select_lambda(train: Tuple[Tensor, Tensor], val: Tuple[Tensor, Tensor],
         scores.append(
             dict(
                 lambda_=lam,
-                top1=_accuracy(model, *val),
+                top1=_top1(logits, val[1]),
                 loss=F.cross_entropy(logits, val[1].to(logits.device)).item(),
                 n_iter=model.n_iter))
     best = max(scores, key=lambda score: (score['top1'], -score['loss']))
@@ -381,7 +380,7 @@ def linear_probe(train: Tuple[Tensor, Tensor],
         best_lambda=best,
         lambda_scores=scores,
         final_n_iter=final.n_iter,
-        top1=_accuracy(final, *test))
+        top1=_top1(final.logits(test[0]), test[1]))
 
 
 def _check_data_exists(name: str, split: str, dataset_cfg: dict) -> None:
