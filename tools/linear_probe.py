@@ -18,11 +18,14 @@ import time
 # Imported before anything loads a checkpoint: it allow-lists the classes
 # mmengine stores in checkpoints for torch>=2.6's weights_only loading.
 import xlearner_mm  # noqa: F401,I001
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import MMLogger, print_log
 
 from xlearner_mm.evaluation import run_linear_probe
 from xlearner_mm.utils import atomic_json_dump, register_all_modules
+
+# tools/ is sys.path[0] when this script runs.
+from train import load_config
 
 
 def parse_args():
@@ -60,15 +63,7 @@ def format_table(results: dict) -> str:
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    # work_dir: CLI > config > config file name
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', 'linear_probe',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args, work_dirs=osp.join('./work_dirs', 'linear_probe'))
     out = args.out or osp.join(cfg.work_dir, 'linear_probe.json')
 
     timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())

@@ -7,13 +7,13 @@ import os.path as osp
 # mmengine stores in checkpoints for torch>=2.6's weights_only loading.
 import xlearner_mm  # noqa: F401,I001
 import torch
-from mmengine.config import Config
 from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 # tools/ is sys.path[0] when this script runs.
-from train import parse_common_args, setup_cpu_distributed
+from train import (load_config, parse_common_args,
+                   setup_cpu_distributed)
 
 
 def parse_args():
@@ -36,20 +36,7 @@ def parse_args():
 def main():
     args = parse_args()
 
-    # load config
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        # update configs according to CLI args if args.work_dir is not None
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        # use config filename as default work_dir if cfg.work_dir is None
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
 
     cfg.load_from = args.checkpoint
 

@@ -127,23 +127,28 @@ def setup_cpu_distributed(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper_cfg
 
 
+def load_config(args: argparse.Namespace,
+                work_dirs: str = './work_dirs') -> Config:
+    """``args.config`` with ``--launcher`` (where the tool has one), then
+    ``--cfg-options`` merged, and ``work_dir`` in this priority: CLI > the
+    config's own > ``work_dirs``/<config file name>."""
+    cfg = Config.fromfile(args.config)
+    if hasattr(args, 'launcher'):
+        cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join(work_dirs,
+                                osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
 def main():
     args = parse_args()
 
-    # load config
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        # update configs according to CLI args if args.work_dir is not None
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        # use config filename as default work_dir if cfg.work_dir is None
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
 
     # enable automatic-mixed-precision training
     if args.amp is True:
