@@ -77,8 +77,7 @@ def train_records(work_dir: str) -> list:
     if not paths:
         raise FileNotFoundError(f'no scalars.json under {work_dir}')
     with open(paths[-1]) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    return records
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def first_last(records: list, key: str) -> tuple:
@@ -104,13 +103,13 @@ def main():
     export = osp.join(dirs['export'], 'xlearner_r50.pth')
     times = {}
 
-    expansion_opts = ([f'train_cfg.max_iters={args.expansion_iters}']
-                      if args.expansion_iters else [])
+    expansion_opts = ([
+        '--cfg-options', f'train_cfg.max_iters={args.expansion_iters}'
+    ] if args.expansion_iters else [])
     times['expansion'] = run_stage(
         'Expansion Stage',
         ['tools/train.py', 'configs/demo/expansion_demo.py', '--work-dir',
-         dirs['expansion']] +
-        (['--cfg-options', *expansion_opts] if expansion_opts else []),
+         dirs['expansion'], *expansion_opts],
         osp.join(dirs['expansion'], 'stdout.log'))
     expansion_ckpt = checkpoint_of(dirs['expansion'])
 
