@@ -7,9 +7,8 @@ its working directory, and ``demo_data`` writes the demo data there.
 import os.path as osp
 
 import pytest
-from _tools import load_tool
+from _tools import REPO_ROOT, load_tool
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_DATA_ROOT = osp.join(REPO_ROOT, 'data', 'demo')
 
 

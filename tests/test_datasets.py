@@ -10,7 +10,7 @@ import os.path as osp
 
 import numpy as np
 import pytest
-from _tools import load_tool
+from _tools import REPO_ROOT, load_tool
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
@@ -23,7 +23,6 @@ from xlearner_mm.datasets import MultiSourceDataset, SourceMixSampler
 from xlearner_mm.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
 from xlearner_mm.utils import register_all_modules
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DATASET_CFGS = osp.join(REPO_ROOT, 'configs', '_base_', 'datasets')
 PAPER_SOURCES = dict(
     imagenet=('mmpretrain.ImageNet', 'mmpretrain.Accuracy', 1000),

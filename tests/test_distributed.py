@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import torch
-from _tools import load_tool
+from _tools import REPO_ROOT, load_tool
 from mmengine.config import Config
 from mmengine.runner import Runner
 from torch import nn
@@ -24,7 +24,6 @@ import xlearner_mm  # noqa: F401  (checkpoint allow-list)
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import register_all_modules
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 EXPANSION_DEMO = 'configs/demo/expansion_demo.py'
 SQUEEZE_DEMO = 'configs/demo/squeeze_demo.py'
 

@@ -29,10 +29,10 @@ from torch import nn
 from torch.utils.data import Sampler
 
 import xlearner_mm  # noqa: F401  (checkpoint allow-list for resuming)
+from _tools import REPO_ROOT
 from xlearner_mm.engine import DataLoaderGroup
 from xlearner_mm.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 @DATASETS.register_module(force=True)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 import pytest
-from _tools import isolate_run
+from _tools import REPO_ROOT, isolate_run
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
@@ -27,7 +27,6 @@ import xlearner_mm  # noqa: F401  (checkpoint allow-list for resuming)
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import register_all_modules
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = 'configs/demo/expansion_demo.py'
 R50_CONFIG = 'configs/xlearner/expansion_r50.py'
 TASKS = ('cls', 'det', 'seg')

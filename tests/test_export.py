@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from _tools import load_tool
+from _tools import REPO_ROOT, load_tool
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
@@ -26,7 +26,6 @@ from xlearner_mm.utils import register_all_modules
 
 register_all_modules()
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 EXPANSION_DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'expansion_demo.py')
 TINY_STUDENT = dict(
     type='mmdet.ResNet', depth=18, base_channels=16, num_stages=4,

@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from mmdet.models.backbones import ResNet
 from mmengine.config import Config
 
+from _tools import REPO_ROOT
 from xlearner_mm.evaluation import (LogisticRegression, build_frozen_backbone,
                                     build_probe_dataloaders, extract_features,
                                     lambda_grid, run_linear_probe,
                                     select_lambda, stratified_holdout)
 from xlearner_mm.utils import register_all_modules
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CFG = 'configs/linear_probe/_base_/default.py'
 DEMO_CFG = 'configs/linear_probe/demo.py'
 # A ResNet-18 of width 8: last stage 64 channels.

@@ -10,7 +10,7 @@ import json
 import os.path as osp
 
 import pytest
-from _tools import isolate_run, load_tool
+from _tools import REPO_ROOT, isolate_run, load_tool
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -24,7 +24,6 @@ from xlearner_mm.models.pruning import (MagnitudePruner, apply_masks,
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import register_all_modules
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = 'configs/demo/expansion_demo.py'
 PRUNE_DEMO_CONFIG = 'configs/demo/prune_demo.py'
 
