@@ -12,7 +12,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 # tools/ is sys.path[0] when this script runs.
-from train import (load_config, parse_common_args,
+from train import (destroying_process_group, load_config, parse_common_args,
                    setup_cpu_distributed)
 
 
@@ -66,4 +66,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    with destroying_process_group():
+        main()
