@@ -82,6 +82,77 @@ def dist_train(config, work_dir, *options, amp: bool = False) -> str:
     return output
 
 
+# Run in a fresh process: a 1-rank gloo process group, a DDP model held in
+# a reference cycle (as the Runner holds its model) and a collective; prints
+# the process's thread count before the process group and after the run.
+TEARDOWN = '''
+import os, socket, sys
+import torch, torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from xlearner_mm.utils import releasing_process_group
+
+
+def threads():
+    return len(os.listdir('/proc/self/task'))
+
+
+def run():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=0, world_size=1)
+    runner = {}
+    runner['self'] = runner
+    runner['model'] = DistributedDataParallel(nn.Linear(2, 1))
+    runner['model'](torch.ones(3, 2)).sum().backward()
+    dist.all_gather([torch.zeros(2)], torch.ones(2))
+    if sys.argv[1] == 'error':
+        raise RuntimeError('the run failed')
+
+
+torch.set_num_threads(1)
+torch.ones(4, 4) @ torch.ones(4, 4)  # intra-op threads, if any, start here
+before = threads()
+try:
+    if sys.argv[1] == 'destroy only':
+        try:
+            run()
+        finally:
+            dist.destroy_process_group()
+    else:
+        with releasing_process_group():
+            run()
+finally:
+    print('threads', before, threads())
+'''
+
+
+@pytest.mark.parametrize('how', ['finished', 'error', 'destroy only'])
+def test_process_group_threads_end_with_the_run(how, tmp_path):
+    """tools/train.py's and test.py's teardown: Gloo's worker threads must
+    have ended when the run returns. Left alive into interpreter shutdown,
+    one of them freeing its last collective's tensors needs the GIL and
+    aborts the finished rank (SIGABRT). ``destroy_process_group`` alone
+    leaves them running, since the DDP wrapper in the Runner's reference
+    cycles still holds the process group."""
+    proc = subprocess.run(
+        [sys.executable, '-c', TEARDOWN, how], cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    counts = re.search(r'threads (\d+) (\d+)', proc.stdout)
+    assert counts, proc.stdout + proc.stderr[-3000:]
+    before, after = map(int, counts.groups())
+    if how == 'destroy only':
+        assert after > before  # the worker threads outlive the run
+    else:
+        assert after == before, proc.stderr[-3000:]
+        assert proc.returncode == (0 if how == 'finished' else 1)
+        if how == 'error':
+            assert 'RuntimeError: the run failed' in proc.stderr
+
+
 def short_run(cfg: Config, work_dir, max_iters: int) -> Config:
     """``cfg`` for a few iterations in ``work_dir``: no workers, no
     validation, seed 0, a checkpoint at the end."""
@@ -173,18 +244,19 @@ def test_two_processes_match_one_process(demo_data, tmp_path, monkeypatch,
                                          fast_config_text):
     """2 processes with per-process batch b and 1 process with 2b, same seed:
     iteration 1's losses (averaged over the ranks) agree within 1e-4, and
-    both write the same checkpoint layout."""
+    both write the same checkpoint layout. (Iteration 2 is there because a
+    tau that is not below max_iters is refused.)"""
     (tmp_path / 'xlearner_dist_loss_hook.py').write_text(LOSS_HOOK)
     monkeypatch.syspath_prepend(str(tmp_path))
 
     config = tmp_path / 'two_procs.py'
-    short_run(equality_cfg(per_rank=2), tmp_path / 'two', 1).dump(config)
+    short_run(equality_cfg(per_rank=2), tmp_path / 'two', 2).dump(config)
     output = dist_train(config, tmp_path / 'two')
     assert 'DistributedDataParallel ignores the parameters' in output
     two = json.loads((tmp_path / 'two' / 'losses_iter1.json').read_text())
 
     register_all_modules(init_default_scope=False)
-    cfg = short_run(equality_cfg(per_rank=4), tmp_path / 'one', 1)
+    cfg = short_run(equality_cfg(per_rank=4), tmp_path / 'one', 2)
     cfg.dump(tmp_path / 'one_proc.py')  # the same text as the dist config
     Runner.from_cfg(Config.fromfile(tmp_path / 'one_proc.py')).train()
     one = json.loads((tmp_path / 'one' / 'losses_iter1.json').read_text())
@@ -195,8 +267,8 @@ def test_two_processes_match_one_process(demo_data, tmp_path, monkeypatch,
         'seg.decode.ade.loss_ce'}
     for key in one:
         assert abs(one[key] - two[key]) < 1e-4, (key, one[key], two[key])
-    assert layout(tmp_path / 'one' / 'iter_1.pth') == layout(
-        tmp_path / 'two' / 'iter_1.pth')
+    assert layout(tmp_path / 'one' / 'iter_2.pth') == layout(
+        tmp_path / 'two' / 'iter_2.pth')
 
 
 # ------------------------------------------------------------ squeeze

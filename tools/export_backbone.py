@@ -14,14 +14,7 @@ A plain-key export loads into a stock config through
 """
 import argparse
 
-from xlearner_mm.apis import export_backbone
-
-# Which stock ResNet-50 configs a plain export fits, by its stem.
-_FITS = {
-    False: 'V1b stem (conv1): mmdet ResNet-50 configs, mmseg "r50b" configs, '
-    'mmpretrain resnet50 configs',
-    True: 'V1c deep stem (stem.*): mmseg "r50-d8" (ResNetV1c) configs',
-}
+from xlearner_mm.apis import export_backbone, stock_configs_fitted
 
 
 def parse_args(argv=None):
@@ -48,7 +41,7 @@ def main(argv=None):
           f'values) to {args.out}')
     print(f'tasks: {meta["tasks"]}; sources: {meta["sources"]}')
     if 'deep_stem' in meta:
-        print(f'fits: {_FITS[meta["deep_stem"]]}')
+        print(f'fits: {stock_configs_fitted(meta)}')
     else:
         print('load it with xlearner_mm.apis.load_expanded_export, or with '
               'Pretrained init_cfgs of prefix "backbone." and "neck." in an '

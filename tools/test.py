@@ -11,9 +11,10 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from xlearner_mm.utils import releasing_process_group
+
 # tools/ is sys.path[0] when this script runs.
-from train import (destroying_process_group, load_config, parse_common_args,
-                   setup_cpu_distributed)
+from train import load_config, parse_common_args, setup_cpu_distributed
 
 
 def parse_args():
@@ -66,5 +67,5 @@ def main():
 
 
 if __name__ == '__main__':
-    with destroying_process_group():
+    with releasing_process_group():
         main()

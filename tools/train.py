@@ -1,7 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 # Adapted from mmdet 3.3's tools/train.py.
 import argparse
-import contextlib
 import os
 import os.path as osp
 
@@ -9,12 +8,13 @@ import os.path as osp
 # mmengine stores in checkpoints for torch>=2.6's weights_only loading.
 import xlearner_mm  # noqa: F401,I001
 import torch
-import torch.distributed as dist
 from mmengine.config import Config, DictAction
 from mmengine.device import (is_cuda_available, is_mlu_available,
                              is_musa_available, is_npu_available)
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from xlearner_mm.utils import releasing_process_group
 
 
 def parse_common_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
@@ -129,20 +129,6 @@ def setup_cpu_distributed(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper_cfg
 
 
-@contextlib.contextmanager
-def destroying_process_group():
-    """Destroy the process group the Runner initialised when the run ends,
-    normally or not. Left to the interpreter's shutdown, Gloo's worker
-    threads can outlive it and abort the rank with SIGABRT ("terminate
-    called without an active exception", pytorch/pytorch#190489) after the
-    run itself has finished."""
-    try:
-        yield
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-
-
 def load_config(args: argparse.Namespace,
                 work_dirs: str = './work_dirs') -> Config:
     """``args.config`` with ``--launcher`` (where the tool has one), then
@@ -195,5 +181,5 @@ def main():
 
 
 if __name__ == '__main__':
-    with destroying_process_group():
+    with releasing_process_group():
         main()

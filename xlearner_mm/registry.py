@@ -42,7 +42,8 @@ HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['xlearner_mm.engine']
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, locations=['xlearner_mm.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
-    'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS)
+    'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    locations=['xlearner_mm.engine'])
 OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS)
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS)
 MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS)

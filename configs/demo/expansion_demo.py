@@ -96,12 +96,14 @@ model = dict(
 
 optim_wrapper = dict(
     type='OptimWrapper',
+    # Checks that each task's custom key sets that task's parameters only.
+    constructor='TaskOptimWrapperConstructor',
     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
     paramwise_cfg=dict(
         custom_keys={
-            'backbone.streams.det': dict(lr_mult=0.5),
-            'neck.reconcilers.det': dict(lr_mult=0.5),
-            'task_models.det': dict(lr_mult=0.5),
+            'backbone.streams.det.': dict(lr_mult=0.5),
+            'neck.reconcilers.det.': dict(lr_mult=0.5),
+            'task_models.det.': dict(lr_mult=0.5),
         }))
 # The paper's decay: x0.5, x0.2, x0.1 at 50%, 70% and 90% of the iterations.
 param_scheduler = [
@@ -121,10 +123,9 @@ def _train_loader(task, batch_size, pipeline, sources):
         batch_size=batch_size,
         num_workers=1,
         persistent_workers=True,
-        sampler=dict(
-            type='SourceMixSampler',
-            batch_size=batch_size,
-            source_ratio=[1] * len(sources)),
+        # The sampler composes batches of the loader's batch_size (the
+        # multi-task loop passes it on): one source ratio per source.
+        sampler=dict(type='SourceMixSampler', source_ratio=[1] * len(sources)),
         dataset=dict(
             type='MultiSourceDataset',
             task=task,

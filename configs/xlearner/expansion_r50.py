@@ -35,9 +35,9 @@ custom_hooks = [
 optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys={
-            'backbone.streams.det': dict(lr_mult=0.1),
-            'neck.reconcilers.det': dict(lr_mult=0.1),
-            'task_models.det': dict(lr_mult=0.1),
+            'backbone.streams.det.': dict(lr_mult=0.1),
+            'neck.reconcilers.det.': dict(lr_mult=0.1),
+            'task_models.det.': dict(lr_mult=0.1),
         }),
     clip_grad=None)
 
@@ -46,7 +46,7 @@ train_dataloader = dict(
         batch_size=64,
         num_workers=8,
         persistent_workers=True,
-        sampler=dict(type='SourceMixSampler', batch_size=64, source_ratio='size'),
+        sampler=dict(type='SourceMixSampler', source_ratio='size'),
         dataset=dict(
             type='MultiSourceDataset',
             task='cls',
@@ -59,7 +59,7 @@ train_dataloader = dict(
         batch_size=2,
         num_workers=2,
         persistent_workers=True,
-        sampler=dict(type='SourceMixSampler', batch_size=2, source_ratio=[1, 1]),
+        sampler=dict(type='SourceMixSampler', source_ratio=[1, 1]),
         dataset=dict(
             type='MultiSourceDataset',
             task='det',

@@ -30,6 +30,7 @@ import torch
 from xlearner_mm.models.architectures.xlearner import _HEAD_KEYS
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import atomic_torch_save, register_all_modules
+from xlearner_mm.utils.checkpoint_file import check_checkpoint_file
 
 STUDENT_PREFIX = 'student.'
 GUIDANCE_PREFIX = 'guidance.'
@@ -38,17 +39,23 @@ BACKBONE_PREFIX = 'backbone.'
 NECK_PREFIX = 'neck.'
 
 
-def load_checkpoint_file(path: str) -> dict:
+def load_checkpoint_file(path: str, key: str = 'checkpoint') -> dict:
     """``torch.load(path, weights_only=True)`` on the CPU, with clear errors.
     What mmengine pickles into checkpoints loads because ``xlearner_mm``'s
     ``__init__`` allow-lists it.
+
+    Args:
+        path (str): The checkpoint file.
+        key (str): Where the path came from (an argument or config key),
+            named by the errors.
 
     Returns:
         dict: The checkpoint; a bare state dict becomes
         ``dict(state_dict=..., meta={})``.
     """
     if not osp.isfile(path):
-        raise FileNotFoundError(f'Checkpoint file not found: {path}')
+        raise FileNotFoundError(f'{key}: checkpoint file not found: {path}')
+    check_checkpoint_file(path, key)
     ckpt = torch.load(path, map_location='cpu', weights_only=True)
     if not isinstance(ckpt, dict):
         raise TypeError(f'{path} holds a {type(ckpt).__name__}, not a '
@@ -242,7 +249,8 @@ def export_backbone(checkpoint: str,
         best effort from the config, None where unknown), ``config_hash``
         (sha256 of ``meta['cfg']``, None without one), ``source_checkpoint``,
         ``iter``/``epoch`` of the checkpoint; for a plain backbone also
-        ``deep_stem`` and ``backbone`` (its config, None where unknown); for
+        ``deep_stem``, ``resnet`` (:func:`resnet_layout`) and ``backbone``
+        (its config, None where unknown); for
         a whole expanded export ``model`` (the ``ExpandedBackbone`` and
         ``ReconciliationNeck`` configs) and ``custom_imports``.
     """
@@ -279,7 +287,65 @@ def export_backbone(checkpoint: str,
 def _plain_backbone_meta(weights: dict, backbone_cfg) -> dict:
     return dict(
         deep_stem='stem.0.weight' in weights,
+        resnet=resnet_layout(weights),
         backbone=_without_init_cfg(backbone_cfg))
+
+
+def resnet_layout(weights: Dict[str, torch.Tensor]) -> Optional[dict]:
+    """The ResNet a plain-key state dict holds, read from its weights:
+    ``depth`` (None when no stock depth has its blocks), ``block``,
+    ``stage_blocks``, ``base_channels`` (the first stage's width),
+    ``stem_channels`` and ``deep_stem``; None for a state dict that is no
+    mmdet/mmseg/mmpretrain ResNet."""
+    from mmdet.models.backbones import ResNet
+    deep_stem = 'stem.0.weight' in weights
+    stem_key = 'stem.6.weight' if deep_stem else 'conv1.weight'
+    if stem_key not in weights or 'layer1.0.conv1.weight' not in weights:
+        return None
+    stage_blocks = []
+    while any(k.startswith(f'layer{len(stage_blocks) + 1}.') for k in weights):
+        stage = len(stage_blocks) + 1
+        stage_blocks.append(len({
+            k.split('.')[1]
+            for k in weights if k.startswith(f'layer{stage}.')
+        }))
+    expansion = 4 if 'layer1.0.conv3.weight' in weights else 1
+    depth = next((d for d, (block, blocks) in ResNet.arch_settings.items()
+                  if block.expansion == expansion
+                  and tuple(blocks) == tuple(stage_blocks)), None)
+    return dict(
+        depth=depth,
+        block='Bottleneck' if expansion == 4 else 'BasicBlock',
+        stage_blocks=stage_blocks,
+        base_channels=int(weights['layer1.0.conv1.weight'].shape[0]),
+        stem_channels=int(weights[stem_key].shape[0]),
+        deep_stem=deep_stem)
+
+
+def stock_configs_fitted(meta: dict) -> str:
+    """Which stock configs a plain-key export loads into with no missing or
+    unexpected key and no shape mismatch, judged by its depth, widths and
+    stem (``meta['resnet']``)."""
+    layout = meta.get('resnet')
+    if layout is None:
+        return 'no stock ResNet config: the weights are no ResNet'
+    depth = layout['depth']
+    standard = (depth is not None and layout['base_channels'] == 64
+                and layout['stem_channels'] == 64)
+    if not standard:
+        return (f'no stock config: a {layout["block"]} ResNet with stage '
+                f'blocks {layout["stage_blocks"]}, base_channels '
+                f'{layout["base_channels"]} and stem_channels '
+                f'{layout["stem_channels"]} (stock configs have 64 and 64); '
+                'set these in the config\'s model.backbone '
+                f'(depth={depth}, base_channels={layout["base_channels"]}, '
+                f'stem_channels={layout["stem_channels"]})')
+    if layout['deep_stem']:
+        return (f'ResNet-{depth}, V1c deep stem (stem.*): mmseg '
+                f'"r{depth}-d8" (ResNetV1c) configs')
+    return (f'ResNet-{depth}, V1b stem (conv1): mmdet ResNet-{depth} '
+            f'configs, mmseg "r{depth}b" configs, mmpretrain resnet{depth} '
+            'configs')
 
 
 def _squeeze_part(state_dict: dict, model_cfg: dict, path: str,

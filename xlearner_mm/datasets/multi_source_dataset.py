@@ -48,6 +48,93 @@ def _local_paths(cfg: dict) -> List[Tuple[str, str]]:
     return [(key, path) for key, path in paths if '://' not in path]
 
 
+class AnnotationCounter:
+    """Counts, while a detection dataset parses its annotation file, the
+    raw annotations of every image (``raw_ann_info``, COCO-style) against
+    the instances its ``parse_data_info`` keeps.
+
+    mmdet's ``CocoDataset`` drops an annotation silently when its
+    ``category_id`` is not one of the dataset's categories, when its box is
+    empty, degenerate or outside the image, or when it is marked ``ignore``.
+    The counter wraps the dataset's ``parse_data_info`` until
+    :meth:`release`; datasets without ``raw_ann_info`` count nothing.
+
+    Args:
+        dataset (BaseDataset): The dataset, before its ``full_init``.
+    """
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+        self.parse = dataset.parse_data_info
+        self.total = self.valid = self.dropped = self.unknown_category = 0
+        dataset.parse_data_info = self
+
+    def __call__(self, raw_data_info: dict):
+        data_info = self.parse(raw_data_info)
+        annotations = raw_data_info.get('raw_ann_info')
+        if not isinstance(annotations, list) or not isinstance(
+                data_info, dict):
+            return data_info
+        instances = data_info.get('instances', [])
+        category_ids = set(getattr(self.dataset, 'cat_ids', ()))
+        self.total += len(annotations)
+        self.dropped += len(annotations) - len(instances)
+        self.valid += sum(not i.get('ignore_flag', 0) for i in instances)
+        self.unknown_category += sum(
+            a.get('category_id') not in category_ids for a in annotations)
+        return data_info
+
+    def release(self) -> None:
+        """Give the dataset its own ``parse_data_info`` back."""
+        if self.dataset.__dict__.get('parse_data_info') is self:
+            del self.dataset.parse_data_info
+
+    def describe(self) -> str:
+        """What was dropped, by cause."""
+        other = self.dropped - self.unknown_category
+        return (f'dropped {self.dropped}: {self.unknown_category} with a '
+                "category_id that is not among the dataset's categories, "
+                f'{other} with an empty, degenerate, out-of-image or ignored '
+                'box')
+
+
+def check_labels(data, dataset) -> None:
+    """Raise ValueError when a loaded sample's labels are not class indices
+    of ``dataset`` (or its ignore index): a segmentation map value or a
+    classification label beyond ``metainfo['classes']``, which the loss
+    would otherwise report as a bare ``IndexError``.
+
+    Args:
+        data: The sample as the dataset's pipeline returns it.
+        dataset: Its source dataset (``metainfo['classes']``, and
+            ``ignore_index`` for segmentation, 255 by default).
+    """
+    sample = data.get('data_samples') if isinstance(data, dict) else None
+    classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
+    if sample is None or not classes:
+        return
+    num_classes = len(classes)
+    for field, ignore_index in (('gt_sem_seg',
+                                 getattr(dataset, 'ignore_index', 255)),
+                                ('gt_label', None)):
+        labels = getattr(sample, field, None)
+        labels = getattr(labels, 'data', labels)
+        if labels is None or not hasattr(labels, 'unique'):
+            continue
+        bad = labels >= num_classes
+        if ignore_index is not None:
+            bad &= labels != ignore_index
+        if bad.any():
+            values = labels[bad].unique().tolist()
+            raise ValueError(
+                f'{field} has values {values[:10]}, which are neither class '
+                f'indices 0..{num_classes - 1} of the source\'s '
+                f'{num_classes} classes' +
+                ('' if ignore_index is None else
+                 f' nor its ignore index {ignore_index} (values as the '
+                 'pipeline gives them: reduce_zero_label subtracts 1)'))
+
+
 @DATASETS.register_module()
 class MultiSourceDataset(ConcatDataset):
     """The sources (datasets) of one task, concatenated.
@@ -120,6 +207,9 @@ class MultiSourceDataset(ConcatDataset):
                     'key the model heads and prefix the metrics.')
         self.task = task
         self.source_names: List[str] = list(sources)
+        #: ``{source: AnnotationCounter}`` of the sources built from
+        #: configs whose annotations are parsed per image.
+        self._annotation_counts: Dict[str, AnnotationCounter] = {}
         self.skip_corrupt = skip_corrupt
         #: ``{source: number of samples skipped}`` (``skip_corrupt``).
         self.num_skipped: Dict[str, int] = {name: 0 for name in sources}
@@ -163,6 +253,13 @@ class MultiSourceDataset(ConcatDataset):
             cfg = copy.deepcopy(source)
             if pipeline is not None and 'pipeline' not in cfg:
                 cfg['pipeline'] = copy.deepcopy(pipeline)
+            source_type = cfg.get('type')
+            source_cls = DATASETS.get(source_type) if isinstance(
+                source_type, str) else source_type
+            # Annotations are parsed in full_init, where they are counted.
+            counted = hasattr(source_cls, 'parse_data_info')
+            if counted:
+                cfg['lazy_init'] = True
             try:
                 source = DATASETS.build(cfg)
             except Exception as e:
@@ -170,6 +267,8 @@ class MultiSourceDataset(ConcatDataset):
                 # the class name; the source name is added here.
                 raise type(e)(f'Source {name!r} of task {self.task!r}: '
                               f'{e}') from e
+            if counted:
+                self._annotation_counts[name] = AnnotationCounter(source)
         # Duck typing admits the dataset wrappers (RepeatDataset,
         # ClassBalancedDataset), which are not BaseDataset subclasses.
         if not (hasattr(source, 'full_init') and hasattr(source, 'metainfo')):
@@ -178,6 +277,64 @@ class MultiSourceDataset(ConcatDataset):
                 f'config or a dataset with `full_init` and `metainfo` (an '
                 f'mmengine BaseDataset), but got {type(source)}')
         return source
+
+    def full_init(self) -> None:
+        """Load every source's annotations (once), reporting what the stock
+        parsers dropped (:meth:`check_annotations`). A source that fails to
+        initialise because none of its annotations was valid (e.g. mmengine
+        cannot serialise an empty data list) fails with that reason."""
+        if self._fully_initialized:
+            return
+        for name, dataset in zip(self.source_names, self.datasets):
+            try:
+                dataset.full_init()
+            finally:
+                self.check_annotations(name)
+        super().full_init()
+
+    @property
+    def annotation_counts(self) -> Dict[str, dict]:
+        """``{source: dict(total, valid, dropped, unknown_category)}``: the
+        annotations of each COCO-style source as its parser counted them
+        (after :meth:`full_init`)."""
+        return {
+            name: dict(total=c.total, valid=c.valid, dropped=c.dropped,
+                       unknown_category=c.unknown_category)
+            for name, c in self._annotation_counts.items()
+        }
+
+    def check_annotations(self, name: str) -> None:
+        """Log the annotations that the parser of source ``name`` dropped
+        (COCO-style detection data: an unknown ``category_id``, or an
+        empty, degenerate or ignored box), and fail when the source has
+        annotations but none valid, which would otherwise train as
+        background only.
+
+        Raises:
+            ValueError: naming the source, the task and the annotation file.
+        """
+        counter = self._annotation_counts.get(name)
+        if counter is None:
+            return
+        counter.release()
+        dataset = self.datasets[self.source_names.index(name)]
+        where = (f'Source {name!r} of task {self.task!r} '
+                 f'({getattr(dataset, "ann_file", "")!r})')
+        if counter.total == 0:
+            return
+        if counter.valid == 0:
+            raise ValueError(
+                f'{where}: none of its {counter.total} annotations is '
+                f'valid: {counter.describe()}. Check the category_ids '
+                "against the dataset's classes "
+                f'{list(dataset.metainfo.get("classes", ()))[:10]} and '
+                'the boxes ([x, y, width, height], width and height '
+                '>= 1, inside the image).')
+        level = logging.WARNING if counter.dropped else logging.INFO
+        print_log(
+            f'{where}: {counter.valid} valid annotations of '
+            f'{counter.total}; {counter.describe()}.',
+            logger='current', level=level)
 
     @property
     def metainfo(self) -> dict:
@@ -243,7 +400,9 @@ class MultiSourceDataset(ConcatDataset):
         for attempt in range(len(dataset)):
             idx = (sample_idx + attempt) % len(dataset)
             try:
-                return dataset[idx]
+                data = dataset[idx]
+                check_labels(data, dataset)
+                return data
             except Exception as e:
                 message = (f'sample {idx} of source {name!r} of task '
                            f'{self.task!r} ({self._files_of(source_idx, idx)})'

@@ -5,6 +5,10 @@
 max_iters = 150000
 optim_wrapper = dict(
     type='OptimWrapper',
+    # mmengine's default constructor, after a check that no custom key meant
+    # for one task (e.g. 'backbone.streams.det.') also sets another task's
+    # parameters (mmengine matches the keys as substrings).
+    constructor='TaskOptimWrapperConstructor',
     optimizer=dict(type='SGD', lr=0.2, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [
     # A short warm-up (not in the paper) keeps lr 0.2 from blowing up the

@@ -1,13 +1,20 @@
-"""Refuse an Expansion checkpoint whose tasks or levels are not the model's.
+"""Refuse a damaged checkpoint, or an Expansion checkpoint whose tasks or
+levels are not the model's.
 
 ``load_from`` (and ``resume``) load with ``strict=False``: mmengine only
 warns about missing and unexpected keys, so an Expansion checkpoint of other
 tasks, other levels or other widths would leave the expanded backbone partly
 or wholly at its initialisation and train on silently.
 """
+import glob
+import itertools
+import logging
+import os.path as osp
 from collections import OrderedDict
+from typing import Optional
 
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint
 
 from xlearner_mm.models.architectures.xlearner import XLearner
@@ -15,6 +22,9 @@ from xlearner_mm.models.utils.checkpoint_state import (checkpoint_mismatches,
                                                        format_mismatches,
                                                        strip_ddp_prefix)
 from xlearner_mm.registry import HOOKS
+from xlearner_mm.utils.checkpoint_file import (CheckpointFileError,
+                                               check_checkpoint_file,
+                                               checkpoint_problem)
 from xlearner_mm.utils import unwrap_model
 
 # The expanded backbone and its reconciliation layers; the task models'
@@ -30,9 +40,51 @@ def _expansion_state(state_dict: dict) -> OrderedDict:
                        if key.startswith(_EXPANSION_PREFIXES))
 
 
+def newest_intact_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint an automatic resume in ``work_dir`` should read: the
+    latest (``last_checkpoint``) when it is intact, else the newest intact
+    ``iter_*.pth`` / ``epoch_*.pth`` there, with a warning naming the damaged one; None when there
+    is no checkpoint to resume.
+
+    Raises:
+        CheckpointFileError: when the work_dir has checkpoints but none is
+            intact.
+    """
+    latest = find_latest_checkpoint(work_dir)
+    if latest is None:
+        return None
+    problem = checkpoint_problem(latest)
+    if problem is None:
+        return latest
+    saved = (glob.glob(osp.join(work_dir, pattern))
+             for pattern in ('iter_*.pth', 'epoch_*.pth'))
+    candidates = sorted(
+        (path for path in itertools.chain.from_iterable(saved)
+         if osp.abspath(path) != osp.abspath(latest)),
+        key=osp.getmtime, reverse=True)
+    intact = next((p for p in candidates if checkpoint_problem(p) is None),
+                  None)
+    if intact is None:
+        raise CheckpointFileError(
+            f'--resume (auto): the latest checkpoint {latest!r} of work_dir '
+            f'{work_dir!r} (named by its last_checkpoint) is {problem}, and '
+            'no other checkpoint there is intact.')
+    print_log(
+        f'--resume (auto): the latest checkpoint {latest!r} is {problem}; '
+        f'resuming from {intact!r}, the newest intact checkpoint of the '
+        'work_dir. The damaged file is left in place.',
+        logger='current', level=logging.WARNING)
+    return intact
+
+
 @HOOKS.register_module()
 class CheckpointConsistencyHook(Hook):
-    """Before the weights of ``load_from`` / ``resume`` are put into an
+    """Before the Runner reads ``load_from`` / ``--resume``, refuse a
+    truncated or corrupt file, naming it and its config key; an automatic
+    ``--resume`` whose latest checkpoint is damaged falls back to the newest
+    intact checkpoint of the work_dir, with a warning in the log.
+
+    Before the weights of ``load_from`` / ``resume`` are put into an
     :class:`XLearner` (``after_load_checkpoint`` runs between reading the
     file and loading it into the model), raise ValueError if the
     checkpoint's expanded backbone has other tasks, or its backbone and neck
@@ -40,6 +92,20 @@ class CheckpointConsistencyHook(Hook):
     Models other than :class:`XLearner` are left alone.
     """
     priority = 'VERY_HIGH'
+
+    def before_run(self, runner) -> None:
+        """Refuse a truncated or corrupt ``load_from`` / ``--resume`` file
+        before the Runner reads it; an automatic resume whose latest
+        checkpoint is damaged resumes from the newest intact one instead
+        (the damaged file is kept)."""
+        if runner._load_from is not None:
+            check_checkpoint_file(
+                runner._load_from,
+                '--resume CKPT / load_from' if runner._resume else 'load_from')
+        elif runner._resume:
+            intact = newest_intact_checkpoint(runner.work_dir)
+            if intact is not None:
+                runner._load_from = intact
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         model = unwrap_model(runner.model)

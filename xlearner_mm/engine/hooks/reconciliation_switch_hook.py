@@ -30,6 +30,15 @@ class ReconciliationSwitchHook(Hook):
     wrapper. So ``find_unused_parameters`` stays False: the layers into levels
     that no head reads are not built (``ReconciliationNeck.out_levels``).
 
+    A ``tau`` that is not below ``train_cfg.max_iters`` is refused before
+    the first iteration: such a run never trains the reconciliation layers,
+    although the model it saves has them switched on.
+
+    Examples:
+        >>> custom_hooks = [dict(type='ReconciliationSwitchHook', tau=15000)]
+        >>> train_cfg = dict(type='MultiTaskIterBasedTrainLoop',
+        ...                  max_iters=150000)
+
     Args:
         tau (int): Number of iterations without reconciliation.
     """
@@ -87,6 +96,15 @@ class ReconciliationSwitchHook(Hook):
 
     def before_train(self, runner) -> None:
         self._model(runner)
+        if self.tau >= runner.max_iters:
+            raise ValueError(
+                f'ReconciliationSwitchHook tau={self.tau} (custom_hooks) is '
+                f'not below train_cfg.max_iters={runner.max_iters}: the run '
+                'would end before the joint phase, so the reconciliation '
+                'layers would never train, yet the saved model would use '
+                'them (Squeeze Stage, export). Lower tau or raise max_iters; '
+                'for a run without reconciliation, build the model with '
+                'model.neck=None and leave out this hook.')
         if runner.iter < self.tau:
             self._rewrap(runner, ignore_neck=True)
 

@@ -10,6 +10,7 @@ The Runner and mmengine's default hooks still read ``loop.dataloader`` (through
 them a :class:`DataLoaderGroup` there and keep the real dataloaders in
 ``loop.dataloaders``.
 """
+import inspect
 import logging
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -23,7 +24,7 @@ from mmengine.runner.loops import (_InfiniteDataloaderIterator, _parse_losses,
 from mmengine.runner.utils import calc_dynamic_intervals
 from torch.utils.data import DataLoader
 
-from xlearner_mm.registry import LOOPS
+from xlearner_mm.registry import DATA_SAMPLERS, LOOPS
 
 
 class DataLoaderGroup:
@@ -80,6 +81,42 @@ def _names(cfg) -> Union[list, str]:
     return sorted(cfg) if isinstance(cfg, dict) else type(cfg).__name__
 
 
+def _with_sampler_batch_size(loader_cfg: dict, cfg_key: str) -> dict:
+    """``loader_cfg`` with the loader's ``batch_size`` given to a sampler
+    that draws whole batches itself (one with a ``batch_size`` argument,
+    e.g. :class:`SourceMixSampler`), so that one value drives both.
+
+    The sampler fills each batch with a fixed number of samples per source;
+    the DataLoader then cuts the index stream into batches of its own size.
+    Two different sizes make the cuts fall across the sampler's batches
+    (every batch of one source only, and inexact resumes), so a sampler
+    ``batch_size`` that differs from the loader's is an error.
+
+    Raises:
+        ValueError: naming both config keys when the two sizes differ.
+    """
+    sampler = loader_cfg.get('sampler')
+    if not isinstance(sampler, dict) or 'batch_size' not in loader_cfg:
+        return loader_cfg
+    sampler_type = sampler.get('type')
+    sampler_cls = DATA_SAMPLERS.get(sampler_type) if isinstance(
+        sampler_type, str) else sampler_type
+    takes_batch_size = sampler_cls is not None and (
+        'batch_size' in inspect.signature(sampler_cls).parameters)
+    if not takes_batch_size:
+        return loader_cfg
+    batch_size = loader_cfg['batch_size']
+    if sampler.get('batch_size', batch_size) != batch_size:
+        raise ValueError(
+            f'{cfg_key}.batch_size={batch_size} and '
+            f'{cfg_key}.sampler.batch_size={sampler["batch_size"]} differ: '
+            f'{sampler_type} composes whole batches of its batch_size, which '
+            'the dataloader must cut at the same size. Leave out '
+            f'{cfg_key}.sampler.batch_size (it is taken from '
+            f'{cfg_key}.batch_size) or set both to the same value.')
+    return dict(loader_cfg, sampler=dict(sampler, batch_size=batch_size))
+
+
 def _build_dataloaders(runner, dataloaders: dict,
                        cfg_key: str) -> Dict[str, DataLoader]:
     """Build every dataloader of ``{name: DataLoader or config}`` as
@@ -110,6 +147,8 @@ def _build_dataloaders(runner, dataloaders: dict,
     diff_rank_seed = runner._randomness_cfg.get('diff_rank_seed', False)
     built = {}
     for name, loader in dataloaders.items():
+        if isinstance(loader, dict):
+            loader = _with_sampler_batch_size(loader, f'{cfg_key}.{name}')
         try:
             built[name] = runner.build_dataloader(
                 loader, seed=runner.seed, diff_rank_seed=diff_rank_seed)

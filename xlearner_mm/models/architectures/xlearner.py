@@ -1,6 +1,6 @@
 import copy
 from collections import OrderedDict
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Set, Tuple
 
 import torch
 from mmengine.model import BaseDataPreprocessor, BaseModel, ModuleDict
@@ -193,6 +193,30 @@ class XLearner(BaseModel):
             raise ValueError(f'The per-source heads of task "{task}" name '
                              f'different sources: {found}')
         return next(iter(found.values())) if found else (task, )
+
+    def task_parameter_names(self) -> Dict[str, Set[str]]:
+        """``{task: names}`` (as :meth:`named_parameters` gives them) of the
+        parameters that serve task t alone: its stream, the reconciliation
+        layers into it, its stock model and its X-Learner++ guidance."""
+        parts = {
+            task: [self.backbone.streams[task], self.task_models[task]]
+            for task in self.tasks
+        }
+        for task in self.tasks:
+            if self.neck is not None and task in self.neck.reconcilers:
+                parts[task].append(self.neck.reconcilers[task])
+            if task in self.hints:
+                parts[task].append(self.hints[task])
+        task_of = {
+            id(param): task
+            for task, modules in parts.items() for module in modules
+            for param in module.parameters()
+        }
+        names = {task: set() for task in self.tasks}
+        for name, param in self.named_parameters():
+            if id(param) in task_of:
+                names[task_of[id(param)]].add(name)
+        return names
 
     @property
     def with_reconciliation(self) -> bool:

@@ -140,7 +140,7 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
                 f'model.teacher_checkpoint: {path} does not exist (the '
                 'Expansion Stage checkpoint, e.g. work_dirs/<expansion '
                 'config>/iter_<N>.pth)')
-        found = read_state_dict(path)
+        found = read_state_dict(path, 'model.teacher_checkpoint')
         problems = checkpoint_mismatches(teacher.state_dict(), found,
                                          teacher.tasks, path)
         if problems:

@@ -8,6 +8,8 @@ from typing import Dict, List, Sequence
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor
 
+from xlearner_mm.utils.checkpoint_file import check_checkpoint_file
+
 # Mismatches listed in an error before the rest are counted.
 _MAX_LISTED = 10
 
@@ -20,10 +22,14 @@ def strip_ddp_prefix(state_dict: Dict[str, Tensor]) -> OrderedDict:
         for k, v in state_dict.items())
 
 
-def read_state_dict(path: str, map_location: str = 'cpu') -> OrderedDict:
+def read_state_dict(path: str, key: str,
+                    map_location: str = 'cpu') -> OrderedDict:
     """The state dict of the checkpoint at ``path`` (a path or an URL
     mmengine's ``CheckpointLoader`` reads; a bare state dict too), without
-    DDP's ``module.``."""
+    DDP's ``module.``. A missing, truncated or corrupt local file raises
+    :class:`CheckpointFileError` naming ``key``, the config key it came
+    from."""
+    check_checkpoint_file(path, key)
     checkpoint = CheckpointLoader.load_checkpoint(
         path, map_location=map_location)
     return strip_ddp_prefix(checkpoint.get('state_dict', checkpoint))

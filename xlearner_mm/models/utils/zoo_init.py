@@ -98,7 +98,8 @@ class ZooPretrainedInit:
         if '://' not in self.checkpoint and not osp.isfile(self.checkpoint):
             raise FileNotFoundError(
                 f'ZooPretrained: checkpoint {self.checkpoint} does not exist')
-        return read_state_dict(self.checkpoint, self.map_location)
+        return read_state_dict(self.checkpoint, 'ZooPretrained checkpoint',
+                               self.map_location)
 
     def _backbone_prefix(self, keys) -> str:
         """The prefix of the backbone's keys in a checkpoint of ``keys``."""
