@@ -27,6 +27,8 @@ setup(
     long_description=readme(),
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('configs', 'tools', 'tests')),
+    # The oldest Python that torch 2.1 (the oldest tested torch) supports;
+    # tests/test_packaging.py checks the code against it with vermin.
     python_requires='>=3.8',
     install_requires=requirements('requirements/runtime.txt'),
     extras_require={'tests': requirements('requirements/tests.txt')},

@@ -21,6 +21,7 @@ from xlearner_mm.engine.hooks import MagnitudePruningHook
 from xlearner_mm.models.pruning import (MagnitudePruner, apply_masks,
                                         mask_gradients, prunable_weights,
                                         sparsity_report, stream_weight_count)
+from xlearner_mm.utils.torch_compat import load_checkpoint
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import register_all_modules
 
@@ -250,7 +251,7 @@ def test_tools_prune_writes_a_permanent_checkpoint(model, tmp_path, capsys):
     assert 'backbone.streams.cls' in printed
     assert f'{pruning["sparsity"]:.4%}' in printed
 
-    checkpoint = torch.load(out, map_location='cpu', weights_only=True)
+    checkpoint = load_checkpoint(out)
     assert set(checkpoint) == {'meta', 'state_dict'}
     assert checkpoint['meta']['iter'] == 120
     meta = checkpoint['meta']['pruning']
@@ -265,14 +266,14 @@ def test_tools_prune_writes_a_permanent_checkpoint(model, tmp_path, capsys):
     assert report['sparsity'] == pytest.approx(meta['sparsity'])
     assert report['layers'] == meta['layers']
     # The same as pruning in memory.
-    model.load_state_dict(torch.load(source, weights_only=True)['state_dict'])
+    model.load_state_dict(load_checkpoint(source)['state_dict'])
     MagnitudePruner(keep_params='one_stream').prune(model)
     for name, value in model.state_dict().items():
         assert torch.equal(value, checkpoint['state_dict'][name]), name
 
     prune_tool.main([DEMO_CONFIG, str(source), str(out), '--sparsity', '0.25',
                      '--scope', 'layer'])
-    meta = torch.load(out, weights_only=True)['meta']['pruning']
+    meta = load_checkpoint(out)['meta']['pruning']
     assert meta['scope'] == 'layer' and meta['target_sparsity'] == 0.25
     assert meta['sparsity'] == pytest.approx(0.25, abs=1e-6)
     with pytest.raises(ValueError, match=r'sparsity must be in \[0, 1\)'):
@@ -359,7 +360,7 @@ def test_runner_prunes_fine_tunes_and_resumes(demo_data, tmp_path,
     assert [r['sparsity'] for r in train_records] == pytest.approx(
         [sparsity] * 3)
 
-    checkpoint = torch.load(tmp_path / 'a' / 'iter_2.pth', weights_only=True)
+    checkpoint = load_checkpoint(tmp_path / 'a' / 'iter_2.pth')
     assert checkpoint['meta']['pruning']['kept'] == one_stream
     assert not any(k.endswith(('_orig', '_mask'))
                    for k in checkpoint['state_dict'])

@@ -28,6 +28,7 @@ from torch import nn
 import xlearner_mm  # noqa: F401  (checkpoint allow-list for resuming)
 from xlearner_mm.datasets import MultiSourceDataset
 from xlearner_mm.engine import AtomicLocalBackend, check_data_model_consistency
+from xlearner_mm.utils.torch_compat import load_checkpoint
 from xlearner_mm.registry import DATASETS, MODELS
 from xlearner_mm.utils import register_all_modules
 
@@ -198,7 +199,7 @@ def test_kill_while_saving_keeps_previous_checkpoint_and_resumes(
     torn, = glob.glob(str(killed_dir / f'.{KILL_AT}.*.tmp'))
     previous = str(killed_dir / 'iter_2.pth')
     assert open(killed_dir / 'last_checkpoint').read() == previous
-    checkpoint = torch.load(previous, map_location='cpu', weights_only=True)
+    checkpoint = load_checkpoint(previous)
     assert checkpoint['meta']['iter'] == 2
 
     # --resume continues from iteration 2 and ends where an uninterrupted

@@ -31,7 +31,21 @@ Figures (targets in brackets):
   before the model is built (weights and gradients included).
 - ``data_wait`` (< 10%): the share of iteration time the demo Expansion
   spends waiting for data, with 2 dataloader workers per task.
+- ``throughput_ratio`` (>= 0.45 on a GPU): images/s of one Expansion step
+  (T=2 ResNet-50 streams, reconciliation on; the images of both tasks count)
+  divided by images/s of one plain ResNet-50 forward+backward on one task's
+  batch. Also prints both images/s figures.
+
+On a GPU (``--device cuda``) every step is timed between CUDA
+synchronisations, ``--amp`` runs the forward passes under float16 autocast,
+``--channels-last`` stores the images and weights channels-last, and memory
+is CUDA's peak allocation (weights and gradients included)::
+
+    python tools/benchmark.py --device cuda --amp --channels-last \
+        --batch-size 64 --only expansion_overhead squeeze_overhead \
+        memory_ratio throughput_ratio
 """
+import contextlib
 import argparse
 import itertools
 import json
@@ -51,18 +65,63 @@ R50_CONFIG = osp.join(REPO_ROOT, 'configs', 'xlearner', 'expansion_r50.py')
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'expansion_demo.py')
 SQUEEZE_CONFIG = osp.join(REPO_ROOT, 'configs', 'xlearner', 'squeeze_r50.py')
 FIGURES = ('expansion_overhead', 'runner_overhead', 'squeeze_overhead',
-           'memory_ratio', 'data_wait')
+           'memory_ratio', 'data_wait', 'throughput_ratio')
+# Figures that run on a GPU with --device cuda (the others measure the CPU
+# Runner and data pipeline).
+DEVICE_FIGURES = ('expansion_overhead', 'squeeze_overhead', 'memory_ratio',
+                  'throughput_ratio')
 
 
-def median_times(fns: dict, repeats: int, warmup: int) -> dict:
+class Device:
+    """Where the ResNet-50 measurements run: moves models and images there,
+    waits for its queued work, and runs forward passes under autocast.
+
+    Args:
+        name (str): ``'cpu'`` or ``'cuda'``.
+        amp (bool): float16 autocast on CUDA, bfloat16 on the CPU.
+        channels_last (bool): channels-last images and weights.
+    """
+
+    def __init__(self, name: str = 'cpu', amp: bool = False,
+                 channels_last: bool = False) -> None:
+        if name == 'cuda' and not torch.cuda.is_available():
+            raise RuntimeError('--device cuda: torch sees no CUDA device')
+        self.name, self.amp, self.channels_last = name, amp, channels_last
+
+    def put(self, tensor_or_module):
+        moved = tensor_or_module.to(self.name)
+        if self.channels_last:
+            moved = moved.to(memory_format=torch.channels_last)
+        return moved
+
+    def sync(self) -> None:
+        if self.name == 'cuda':
+            torch.cuda.synchronize()
+
+    def autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.name == 'cuda' else torch.bfloat16
+        return torch.autocast(self.name, dtype=dtype)
+
+
+def device_of(args) -> Device:
+    return Device(args.device, args.amp, args.channels_last)
+
+
+def median_times(fns: dict, repeats: int, warmup: int,
+                 device: Device = Device()) -> dict:
     """Median wall time of each ``fn()`` over ``repeats`` rounds after
     ``warmup`` rounds. The functions take turns within each round, so that
-    a slow spell of a shared machine weighs on all of them alike."""
+    a slow spell of a shared machine weighs on all of them alike; each is
+    timed from and to an idle device."""
     times = {name: [] for name in fns}
     for round_ in range(warmup + repeats):
         for name, fn in fns.items():
+            device.sync()
             start = time.perf_counter()
             fn()
+            device.sync()
             if round_ >= warmup:
                 times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
@@ -73,64 +132,85 @@ def feature_loss(feats) -> torch.Tensor:
     return sum(f.float().square().mean() for f in feats)
 
 
-def build_r50_expansion():
+def build_r50_expansion(device: Device = Device()):
     """The expanded backbone + reconciliation neck of expansion_r50.py, with
-    reconciliation on, as an XLearner (its task heads are not used)."""
+    reconciliation on, as an XLearner (its task heads are not used), on
+    ``device``."""
     from mmengine.config import Config
 
     from xlearner_mm.registry import MODELS
     from xlearner_mm.utils import register_all_modules
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(R50_CONFIG)
-    model = MODELS.build(cfg.model)
+    model = device.put(MODELS.build(cfg.model))
     model.reconcile = True
     model.train()
     return model
 
 
-def r50_inputs(model, batch_size: int, size: int):
+def r50_inputs(model, batch_size: int, size: int,
+               device: Device = Device()):
     torch.manual_seed(0)
     return {
-        task: torch.randn(batch_size, 3, size, size)
+        task: device.put(torch.randn(batch_size, 3, size, size))
         for task in model.tasks
     }
 
 
-def expansion_step(model, inputs) -> None:
+def expansion_step(model, inputs, device: Device = Device()) -> None:
     """What XLearner.train_step does with the backbone: every task's F^t
     (own stream with autograd, the others under no_grad, reconciliation),
     then one backward of the summed losses."""
-    loss = sum(
-        feature_loss(model.extract_task_feat(x, task))
-        for task, x in inputs.items())
+    with device.autocast():
+        loss = sum(
+            feature_loss(model.extract_task_feat(x, task))
+            for task, x in inputs.items())
     loss.backward()
     model.zero_grad(set_to_none=True)
 
 
+def single_r50_step(model, images, device: Device = Device()) -> None:
+    """One plain ResNet-50 forward+backward: the unit of the ratios."""
+    with device.autocast():
+        loss = feature_loss(model(images))
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+def build_single_r50(device: Device = Device()):
+    from mmdet.models.backbones import ResNet
+    model = device.put(ResNet(depth=50, out_indices=(0, 1, 2, 3)))
+    model.train()
+    return model
+
+
 def measure_expansion_overhead(args) -> dict:
-    model = build_r50_expansion()
-    inputs = r50_inputs(model, args.batch_size, args.image_size)
+    device = device_of(args)
+    model = build_r50_expansion(device)
+    inputs = r50_inputs(model, args.batch_size, args.image_size, device)
     streams = model.backbone.streams
 
     def own_stream(task):
         def step():
-            feature_loss(streams[task](inputs[task])).backward()
+            with device.autocast():
+                loss = feature_loss(streams[task](inputs[task]))
+            loss.backward()
             streams[task].zero_grad(set_to_none=True)
         return step
 
     def other_stream(task):
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), device.autocast():
                 for other in model.tasks:
                     if other != task:
                         streams[other](inputs[task])
         return step
 
-    fns = dict(step=lambda: expansion_step(model, inputs))
+    fns = dict(step=lambda: expansion_step(model, inputs, device))
     for task in model.tasks:
         fns[f'{task}.own_fwd_bwd'] = own_stream(task)
         fns[f'{task}.others_fwd'] = other_stream(task)
-    times = median_times(fns, args.repeats, args.warmup)
+    times = median_times(fns, args.repeats, args.warmup, device)
     step = times.pop('step')
     ideal = times
     return dict(
@@ -168,25 +248,38 @@ class RssSampler:
         self.peak = max(self.peak, self.rss())
 
 
-def memory_probe(kind: str, batch_size: int, size: int) -> None:
-    """Child process of ``memory_ratio``: prints the peak resident memory
-    added by building the model and running ``kind``'s step three times."""
-    base = RssSampler.rss()
-    with RssSampler() as sampler:
+def memory_probe(kind: str, args) -> None:
+    """Child process of ``memory_ratio``: prints the peak memory added by
+    building the model and running ``kind``'s step three times: resident
+    memory on the CPU, CUDA's peak allocation on a GPU."""
+    device = device_of(args)
+
+    def run():
         if kind == 'expansion':
-            model = build_r50_expansion()
-            inputs = r50_inputs(model, batch_size, size)
+            model = build_r50_expansion(device)
+            inputs = r50_inputs(model, args.batch_size, args.image_size,
+                                device)
             for _ in range(3):
-                expansion_step(model, inputs)
+                expansion_step(model, inputs, device)
         else:
-            from mmdet.models.backbones import ResNet
-            model = ResNet(depth=50, out_indices=(0, 1, 2, 3))
-            model.train()
-            x = torch.randn(batch_size, 3, size, size)
+            model = build_single_r50(device)
+            x = device.put(
+                torch.randn(args.batch_size, 3, args.image_size,
+                            args.image_size))
             for _ in range(3):
-                feature_loss(model(x)).backward()
-                model.zero_grad(set_to_none=True)
-    print(json.dumps(dict(peak_bytes=sampler.peak - base)))
+                single_r50_step(model, x, device)
+
+    if device.name == 'cuda':
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        run()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        base = RssSampler.rss()
+        with RssSampler() as sampler:
+            run()
+        peak = sampler.peak - base
+    print(json.dumps(dict(peak_bytes=peak)))
 
 
 def measure_memory_ratio(args) -> dict:
@@ -195,7 +288,10 @@ def measure_memory_ratio(args) -> dict:
         out = subprocess.run(
             [sys.executable, __file__, '--memory-probe', kind,
              '--batch-size', str(args.batch_size),
-             '--image-size', str(args.image_size)],
+             '--image-size', str(args.image_size),
+             '--device', args.device,
+             *(['--amp'] if args.amp else []),
+             *(['--channels-last'] if args.channels_last else [])],
             check=True, capture_output=True, text=True).stdout
         peaks[kind] = json.loads(out.strip().splitlines()[-1])['peak_bytes']
     return dict(
@@ -352,6 +448,7 @@ def measure_squeeze_overhead(args) -> dict:
     from xlearner_mm.registry import MODELS
     from xlearner_mm.utils import atomic_torch_save
 
+    device = device_of(args)
     # A teacher checkpoint of the expansion_r50 model (its weights do not
     # matter for the timing).
     teacher = build_r50_expansion()
@@ -360,28 +457,33 @@ def measure_squeeze_overhead(args) -> dict:
                       checkpoint)
     cfg = Config.fromfile(SQUEEZE_CONFIG)
     cfg.model.teacher_checkpoint = checkpoint
-    model = MODELS.build(cfg.model)
+    model = device.put(MODELS.build(cfg.model))
     model.train()
-    inputs = r50_inputs(teacher, args.batch_size, args.image_size)
+    inputs = r50_inputs(teacher, args.batch_size, args.image_size, device)
     del teacher
 
     def squeeze_step():
-        sum(model.loss(inputs).values()).backward()
+        with device.autocast():
+            loss = sum(model.loss(inputs).values())
+        loss.backward()
         model.zero_grad(set_to_none=True)
 
     def teacher_forward():
-        with torch.no_grad():
+        with torch.no_grad(), device.autocast():
             for task, x in inputs.items():
                 model.teacher.extract_task_feat(x, task)
 
     def student_forward_backward():
         for x in inputs.values():
-            feature_loss(model.extract_feat(x)[-1:]).backward()
+            with device.autocast():
+                loss = feature_loss(model.extract_feat(x)[-1:])
+            loss.backward()
         model.zero_grad(set_to_none=True)
 
     times = median_times(
         dict(step=squeeze_step, teacher=teacher_forward,
-             student=student_forward_backward), args.repeats, args.warmup)
+             student=student_forward_backward), args.repeats, args.warmup,
+        device)
     step, teacher_s, student_s = (
         times['step'], times['teacher'], times['student'])
     return dict(
@@ -390,12 +492,33 @@ def measure_squeeze_overhead(args) -> dict:
                  student_fwd_bwd_s=student_s))
 
 
+def measure_throughput_ratio(args) -> dict:
+    device = device_of(args)
+    expansion = build_r50_expansion(device)
+    inputs = r50_inputs(expansion, args.batch_size, args.image_size, device)
+    single = build_single_r50(device)
+    images = next(iter(inputs.values()))
+    times = median_times(
+        dict(expansion=lambda: expansion_step(expansion, inputs, device),
+             single=lambda: single_r50_step(single, images, device)),
+        args.repeats, args.warmup, device)
+    expansion_ips = len(inputs) * args.batch_size / times['expansion']
+    single_ips = args.batch_size / times['single']
+    return dict(
+        throughput_ratio=expansion_ips / single_ips,
+        expansion_images_per_s=expansion_ips,
+        single_r50_images_per_s=single_ips,
+        raw=dict(expansion_step_s=times['expansion'],
+                 single_step_s=times['single']))
+
+
 MEASURES = dict(
     expansion_overhead=measure_expansion_overhead,
     runner_overhead=measure_runner_overhead,
     squeeze_overhead=measure_squeeze_overhead,
     memory_ratio=measure_memory_ratio,
-    data_wait=measure_data_wait)
+    data_wait=measure_data_wait,
+    throughput_ratio=measure_throughput_ratio)
 
 
 def parse_args():
@@ -408,27 +531,46 @@ def parse_args():
     parser.add_argument('--image-size', type=int, default=224)
     parser.add_argument('--data-iters', type=int, default=30,
                         help='demo iterations timed for data_wait')
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu',
+                        help='where the ResNet-50 figures run '
+                        f'({", ".join(DEVICE_FIGURES)})')
+    parser.add_argument('--amp', action='store_true',
+                        help='forward passes under autocast (float16 on '
+                        'CUDA, bfloat16 on the CPU)')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='channels-last images and weights')
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
     parser.add_argument('--verbose', action='store_true')
     parser.add_argument('--memory-probe', choices=('expansion', 'single'),
                         help=argparse.SUPPRESS)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.device != 'cpu' and not args.memory_probe:
+        off_device = sorted(set(args.only) - set(DEVICE_FIGURES))
+        if off_device:
+            parser.error(f'--device {args.device} measures '
+                         f'{list(DEVICE_FIGURES)}; {off_device} run on the '
+                         'CPU only')
+    return args
 
 
 def main():
     args = parse_args()
     import xlearner_mm  # noqa: F401
     if args.memory_probe:
-        memory_probe(args.memory_probe, args.batch_size, args.image_size)
+        memory_probe(args.memory_probe, args)
         return
     os.chdir(REPO_ROOT)  # the demo configs name data/demo relative to it
-    print(f'# torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'batch {args.batch_size} x {args.image_size}^2 per task, median of '
-          f'{args.repeats} after {args.warmup} warm-up')
+    where = (torch.cuda.get_device_name() if args.device == 'cuda' else
+             f'CPU, {torch.get_num_threads()} threads')
+    print(f'# torch {torch.__version__}, {where}, batch {args.batch_size} x '
+          f'{args.image_size}^2 per task, amp {args.amp}, channels_last '
+          f'{args.channels_last}, median of {args.repeats} after '
+          f'{args.warmup} warm-up')
     for name in args.only:
         result = MEASURES[name](args)
-        value = result[name]
-        print(f'{name}: {value:.3f}', flush=True)
+        for key, value in result.items():
+            if key != 'raw':
+                print(f'{key}: {value:.3f}', flush=True)
         if args.verbose:
             print('  ' + ', '.join(f'{k}={v:.4g}' if isinstance(v, float)
                                    else f'{k}={v}'

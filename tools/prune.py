@@ -18,13 +18,13 @@ import sys
 # Imported before any checkpoint is read: it allow-lists the classes mmengine
 # stores in checkpoints for torch>=2.6's weights_only loading.
 import xlearner_mm  # noqa: F401,I001
-import torch
 from mmengine.config import Config, DictAction
 
 from xlearner_mm.models.pruning import (DEFAULT_PRUNABLE, MagnitudePruner,
                                         format_report, sparsity_report)
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import atomic_torch_save, register_all_modules
+from xlearner_mm.utils.torch_compat import load_checkpoint
 
 
 def parse_args(argv=None):
@@ -69,8 +69,7 @@ def main(argv=None) -> dict:
     # No init_weights: every weight comes from the checkpoint (strict load),
     # and pretrained init_cfg entries are not fetched.
     model = MODELS.build(cfg.model)
-    checkpoint = torch.load(
-        args.checkpoint, map_location='cpu', weights_only=True)
+    checkpoint = load_checkpoint(args.checkpoint)
     if 'state_dict' not in checkpoint:
         raise KeyError(f'{args.checkpoint} has no `state_dict`: not an '
                        'mmengine checkpoint')

@@ -31,6 +31,7 @@ from xlearner_mm.models.architectures.xlearner import _HEAD_KEYS
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import atomic_torch_save, register_all_modules
 from xlearner_mm.utils.checkpoint_file import check_checkpoint_file
+from xlearner_mm.utils.torch_compat import load_checkpoint
 
 STUDENT_PREFIX = 'student.'
 GUIDANCE_PREFIX = 'guidance.'
@@ -40,9 +41,10 @@ NECK_PREFIX = 'neck.'
 
 
 def load_checkpoint_file(path: str, key: str = 'checkpoint') -> dict:
-    """``torch.load(path, weights_only=True)`` on the CPU, with clear errors.
-    What mmengine pickles into checkpoints loads because ``xlearner_mm``'s
-    ``__init__`` allow-lists it.
+    """The checkpoint at ``path`` on the CPU, read safely
+    (:func:`xlearner_mm.utils.torch_compat.load_checkpoint`: with
+    ``weights_only=True`` and the classes mmengine pickles allow-listed, on
+    torch>=2.4), with clear errors.
 
     Args:
         path (str): The checkpoint file.
@@ -56,7 +58,7 @@ def load_checkpoint_file(path: str, key: str = 'checkpoint') -> dict:
     if not osp.isfile(path):
         raise FileNotFoundError(f'{key}: checkpoint file not found: {path}')
     check_checkpoint_file(path, key)
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict):
         raise TypeError(f'{path} holds a {type(ckpt).__name__}, not a '
                         'checkpoint dict')

@@ -1,4 +1,5 @@
-"""Let ``torch.load(weights_only=True)`` read mmengine checkpoints.
+"""Let ``torch.load(weights_only=True)`` read mmengine checkpoints
+(torch>=2.4; see :func:`xlearner_mm.utils.torch_compat.load_checkpoint`).
 
 torch>=2.6 loads with ``weights_only=True`` by default. mmengine 0.10.7 pickles
 its :class:`HistoryBuffer` (and the numpy scalars and dtypes inside it) into the
@@ -15,13 +16,18 @@ class state that ``__setstate__`` rebuilds anyway (defaults, plus whatever
 ``register_statistics`` added at import), so it is left out of the pickle.
 """
 import numpy as np
-import torch
+
+from .torch_compat import add_safe_globals
 
 
 def _numpy_globals():
     """The numpy reconstructors and types a pickled numpy array/scalar refers to."""
-    globals_ = [np.ndarray, np.dtype, np.core.multiarray._reconstruct,  # noqa: SLF001
-                np.core.multiarray.scalar]
+    try:  # numpy>=2 moved np.core to np._core (np.core warns there)
+        from numpy._core import multiarray
+    except ImportError:
+        from numpy.core import multiarray
+    globals_ = [np.ndarray, np.dtype, multiarray._reconstruct,  # noqa: SLF001
+                multiarray.scalar]
     # ``np.dtype(np.float64)`` pickles as its class, e.g. ``numpy.dtypes.Float64DType``.
     globals_ += [type(np.dtype(t)) for t in (
         np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
@@ -41,4 +47,4 @@ def allow_mmengine_checkpoint_globals() -> None:
     keep functions out of its pickled ``HistoryBuffer``."""
     from mmengine.logging import HistoryBuffer
     HistoryBuffer.__getstate__ = _history_buffer_state
-    torch.serialization.add_safe_globals([HistoryBuffer, *_numpy_globals()])
+    add_safe_globals([HistoryBuffer, *_numpy_globals()])

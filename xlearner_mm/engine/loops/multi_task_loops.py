@@ -153,8 +153,8 @@ def _build_dataloaders(runner, dataloaders: dict,
             built[name] = runner.build_dataloader(
                 loader, seed=runner.seed, diff_rank_seed=diff_rank_seed)
         except Exception as error:
-            error.add_note(f'(while building {cfg_key}["{name}"])')
-            raise
+            # The re-raise of mmengine's build_from_cfg, naming the loader.
+            raise type(error)(f'{cfg_key}["{name}"]: {error}') from error
     return built
 
 

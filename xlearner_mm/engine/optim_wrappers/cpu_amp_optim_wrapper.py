@@ -8,6 +8,7 @@ from mmengine.runner.amp import autocast
 from torch import nn
 
 from xlearner_mm.registry import OPTIM_WRAPPERS
+from xlearner_mm.utils.torch_compat import is_cpu_autocast_enabled
 
 
 # mmcv ops whose CPU kernels take float32 only ("expected scalar type Float
@@ -43,7 +44,7 @@ def run_in_fp32_under_cpu_autocast(function: type) -> None:
 
     def fp32_forward(ctx, *args):
         ctx.fp32_from = None
-        if not torch.is_autocast_enabled('cpu'):
+        if not is_cpu_autocast_enabled():
             return forward(ctx, *args)
         ctx.fp32_from = next((a.dtype for a in args if torch.is_tensor(a)
                               and a.is_floating_point()), None)
