@@ -34,10 +34,15 @@ def parse_args():
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument(
         '--expansion-iters', type=int,
-        help='override train_cfg.max_iters of the expansion demo')
+        help='override train_cfg.max_iters of the expansion demo (tau, the '
+        'switch to joint training, moves to a third of it, as in the demo)')
     parser.add_argument(
         '--squeeze-iters', type=int,
         help='override train_cfg.max_iters of the squeeze demo')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='train the expansion and squeeze demos with mixed precision '
+        '(float16 on a GPU, bfloat16 on the CPU)')
     return parser.parse_args()
 
 
@@ -103,13 +108,17 @@ def main():
     export = osp.join(dirs['export'], 'xlearner_r50.pth')
     times = {}
 
+    amp = ['--amp'] if args.amp else []
+    # custom_hooks.1 is the demo's ReconciliationSwitchHook; tau must stay
+    # below max_iters.
     expansion_opts = ([
-        '--cfg-options', f'train_cfg.max_iters={args.expansion_iters}'
+        '--cfg-options', f'train_cfg.max_iters={args.expansion_iters}',
+        f'custom_hooks.1.tau={args.expansion_iters // 3}'
     ] if args.expansion_iters else [])
     times['expansion'] = run_stage(
         'Expansion Stage',
         ['tools/train.py', 'configs/demo/expansion_demo.py', '--work-dir',
-         dirs['expansion'], *expansion_opts],
+         dirs['expansion'], *amp, *expansion_opts],
         osp.join(dirs['expansion'], 'stdout.log'))
     expansion_ckpt = checkpoint_of(dirs['expansion'])
 
@@ -119,7 +128,7 @@ def main():
     times['squeeze'] = run_stage(
         'Squeeze Stage',
         ['tools/train.py', 'configs/demo/squeeze_demo.py', '--work-dir',
-         dirs['squeeze'], '--cfg-options', *squeeze_opts],
+         dirs['squeeze'], *amp, '--cfg-options', *squeeze_opts],
         osp.join(dirs['squeeze'], 'stdout.log'))
     squeeze_ckpt = checkpoint_of(dirs['squeeze'])
 

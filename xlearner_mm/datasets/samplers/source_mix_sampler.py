@@ -19,10 +19,26 @@ class SourceMixSampler(MultiSourceSampler):
     distributed training rank ``r`` of ``w`` takes every ``w``-th index from
     the ``r``-th on, so ranks see different samples.
 
+    Examples:
+        A task's dataloader in ``train_dataloader``; the multi-task loop
+        gives the sampler the loader's ``batch_size`` (a different sampler
+        ``batch_size`` is refused: the loader must cut the index stream at
+        the sampler's batches):
+
+        >>> train_dataloader = dict(
+        ...     cls=dict(
+        ...         batch_size=64,
+        ...         num_workers=8,
+        ...         sampler=dict(type='SourceMixSampler',
+        ...                      source_ratio=dict(imagenet=2, inat2021=1)),
+        ...         dataset=dict(type='MultiSourceDataset', task='cls',
+        ...                      sources=dict(imagenet=..., inat2021=...))))
+
     Args:
         dataset (MultiSourceDataset): The task's dataset; its
             ``source_names`` name the sources.
-        batch_size (int): Samples per batch (per rank).
+        batch_size (int): Samples per batch (per rank), the dataloader's
+            ``batch_size``.
         source_ratio (list[int | float] | dict[str, int | float] | str):
             Share of each source in a batch: a list in the order of
             ``dataset.source_names``, a dict by source name (every source
