@@ -67,6 +67,9 @@ class AnnotationCounter:
         self.dataset = dataset
         self.parse = dataset.parse_data_info
         self.total = self.valid = self.dropped = self.unknown_category = 0
+        # The dataset's categories, read at the first image (mmdet sets
+        # ``cat_ids`` before it parses any).
+        self._category_ids: Optional[set] = None
         dataset.parse_data_info = self
 
     def __call__(self, raw_data_info: dict):
@@ -76,12 +79,14 @@ class AnnotationCounter:
                 data_info, dict):
             return data_info
         instances = data_info.get('instances', [])
-        category_ids = set(getattr(self.dataset, 'cat_ids', ()))
+        if self._category_ids is None:
+            self._category_ids = set(getattr(self.dataset, 'cat_ids', ()))
         self.total += len(annotations)
         self.dropped += len(annotations) - len(instances)
         self.valid += sum(not i.get('ignore_flag', 0) for i in instances)
         self.unknown_category += sum(
-            a.get('category_id') not in category_ids for a in annotations)
+            a.get('category_id') not in self._category_ids
+            for a in annotations)
         return data_info
 
     def release(self) -> None:
@@ -98,40 +103,48 @@ class AnnotationCounter:
                 'box')
 
 
-def check_labels(data, dataset) -> None:
+def label_bounds(dataset) -> Tuple[Optional[int], int]:
+    """``(number of classes or None, segmentation ignore index)`` of a
+    source dataset, for :func:`check_labels`. Read once per source, not per
+    sample: mmengine's ``metainfo`` is a deep copy on every access."""
+    classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
+    return (len(classes) if classes else None,
+            getattr(dataset, 'ignore_index', 255))
+
+
+def check_labels(data, num_classes: Optional[int],
+                 ignore_index: int) -> None:
     """Raise ValueError when a loaded sample's labels are not class indices
-    of ``dataset`` (or its ignore index): a segmentation map value or a
-    classification label beyond ``metainfo['classes']``, which the loss
-    would otherwise report as a bare ``IndexError``.
+    of its source (or its ignore index): a segmentation map value or a
+    classification label beyond the source's classes, which the loss would
+    otherwise report as a bare ``IndexError``.
 
     Args:
         data: The sample as the dataset's pipeline returns it.
-        dataset: Its source dataset (``metainfo['classes']``, and
-            ``ignore_index`` for segmentation, 255 by default).
+        num_classes (int, optional): The source's number of classes; None
+            checks nothing.
+        ignore_index (int): The segmentation ignore index (mmseg's 255 by
+            default); classification labels have none.
     """
     sample = data.get('data_samples') if isinstance(data, dict) else None
-    classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
-    if sample is None or not classes:
+    if sample is None or num_classes is None:
         return
-    num_classes = len(classes)
-    for field, ignore_index in (('gt_sem_seg',
-                                 getattr(dataset, 'ignore_index', 255)),
-                                ('gt_label', None)):
+    for field, ignore in (('gt_sem_seg', ignore_index), ('gt_label', None)):
         labels = getattr(sample, field, None)
         labels = getattr(labels, 'data', labels)
         if labels is None or not hasattr(labels, 'unique'):
             continue
         bad = labels >= num_classes
-        if ignore_index is not None:
-            bad &= labels != ignore_index
+        if ignore is not None:
+            bad &= labels != ignore
         if bad.any():
             values = labels[bad].unique().tolist()
             raise ValueError(
                 f'{field} has values {values[:10]}, which are neither class '
                 f'indices 0..{num_classes - 1} of the source\'s '
                 f'{num_classes} classes' +
-                ('' if ignore_index is None else
-                 f' nor its ignore index {ignore_index} (values as the '
+                ('' if ignore is None else
+                 f' nor its ignore index {ignore} (values as the '
                  'pipeline gives them: reduce_zero_label subtracts 1)'))
 
 
@@ -291,6 +304,7 @@ class MultiSourceDataset(ConcatDataset):
             finally:
                 self.check_annotations(name)
         super().full_init()
+        self._label_bounds = [label_bounds(d) for d in self.datasets]
 
     @property
     def annotation_counts(self) -> Dict[str, dict]:
@@ -401,7 +415,7 @@ class MultiSourceDataset(ConcatDataset):
             idx = (sample_idx + attempt) % len(dataset)
             try:
                 data = dataset[idx]
-                check_labels(data, dataset)
+                check_labels(data, *self._label_bounds[source_idx])
                 return data
             except Exception as e:
                 message = (f'sample {idx} of source {name!r} of task '
