@@ -25,6 +25,7 @@ from mmengine.runner import Runner
 
 import xlearner_mm  # noqa: F401  (checkpoint allow-list for resuming)
 from xlearner_mm.registry import MODELS
+from xlearner_mm.structures import TaskLayout
 from xlearner_mm.utils import register_all_modules
 
 DEMO_CONFIG = 'configs/demo/expansion_demo.py'
@@ -211,8 +212,11 @@ def test_demo_trains_and_losses_go_down(demo_data, tmp_path):
         losses = [rec.log_vars[i][key] for i in range(1, max_iters + 1)]
         first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
         assert last < first, f'{key}: {losses}'
-    assert (tmp_path / f'iter_{max_iters}.pth').exists()
     assert (tmp_path / 'iter_15.pth').exists()
+    # Every checkpoint holds the model's layout (CheckpointConsistencyHook).
+    meta = torch.load(tmp_path / f'iter_{max_iters}.pth',
+                      weights_only=True)['meta']
+    assert TaskLayout.from_meta(meta) == runner.model.layout
 
     # The per-source losses were logged (scalars.json of this run).
     with open(osp.join(runner.log_dir, 'vis_data', 'scalars.json')) as f:
@@ -287,7 +291,7 @@ def test_expansion_r50_fails_naming_missing_data_root(tmp_path):
     assert model.neck is not None
     # (T-1) * (1 + 2 + 3 + 4) into det, (T-1) * 4 into the last cls level
     assert model.neck.num_layers == 10 + 4
-    assert model.task_sources == dict(
+    assert model.layout.sources == dict(
         cls=('imagenet', 'inat2021', 'places365'),
         det=('coco', 'objects365'))
 

@@ -19,8 +19,7 @@ from mmengine.runner import Runner, load_checkpoint
 import mmdet
 import mmpretrain
 import mmseg
-from xlearner_mm.apis import (export_backbone, load_expanded_export,
-                              parse_config_text)
+from xlearner_mm.apis import export_backbone, load_expanded_export
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import register_all_modules
 
@@ -48,10 +47,14 @@ def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     return module
 
 
-def save_mmengine_checkpoint(state_dict: dict, cfg_text: str, path: str) -> str:
-    """What mmengine's CheckpointHook writes, as far as export reads it."""
-    torch.save(dict(meta=dict(cfg=cfg_text, iter=7, epoch=0),
-                    state_dict=state_dict,
+def save_mmengine_checkpoint(state_dict: dict, cfg_text: str, path: str,
+                             layout=None) -> str:
+    """What mmengine's CheckpointHook writes, as far as export reads it, with
+    the model's layout in meta as CheckpointConsistencyHook saves it."""
+    meta = dict(cfg=cfg_text, iter=7, epoch=0)
+    if layout is not None:
+        meta['task_layout'] = layout.to_dict()
+    torch.save(dict(meta=meta, state_dict=state_dict,
                     optimizer=dict(state={}, param_groups=[])), path)
     return str(path)
 
@@ -78,7 +81,7 @@ def expansion(tmp_path_factory):
     # (and is 6x faster to format than all of it).
     path = save_mmengine_checkpoint(
         model.state_dict(), Config(dict(model=cfg.model)).pretty_text,
-        tmp_path_factory.mktemp('expansion') / 'iter_7.pth')
+        tmp_path_factory.mktemp('expansion') / 'iter_7.pth', model.layout)
     return model, cfg, path
 
 
@@ -95,7 +98,7 @@ def squeeze(expansion, tmp_path_factory):
     randomize_(model.student, seed=1)
     path = save_mmengine_checkpoint(
         model.state_dict(), cfg.pretty_text,
-        tmp_path_factory.mktemp('squeeze') / 'iter_3.pth')
+        tmp_path_factory.mktemp('squeeze') / 'iter_3.pth', model.layout)
     return model, cfg, path
 
 
@@ -111,7 +114,7 @@ def test_squeeze_export_is_the_student(squeeze, tmp_path):
     meta = exported['meta']
     assert meta['stage'] == 'squeeze' and meta['task'] is None
     assert meta['tasks'] == ['cls', 'det', 'seg']
-    assert meta['sources'] == dict(cls=['annfile_cls', 'folder_cls'],
+    assert meta['sources'] == dict(cls=['folder_cls', 'annfile_cls'],
                                    det=['coco_a', 'coco_b'], seg=['ade'])
     assert meta['deep_stem'] is False
     assert meta['backbone']['type'] == 'mmdet.ResNet'
@@ -137,7 +140,7 @@ def test_expansion_task_export_is_its_stream(expansion, tmp_path, task):
         'expansion', task, [task])
     assert meta['checkpoint_tasks'] == ['cls', 'det', 'seg']
     assert meta['sources'] == {task: dict(
-        cls=['annfile_cls', 'folder_cls'], det=['coco_a', 'coco_b'],
+        cls=['folder_cls', 'annfile_cls'], det=['coco_a', 'coco_b'],
         seg=['ade'])[task]}
     assert meta['backbone']['depth'] == 18 and meta['deep_stem'] is False
     if task == 'det':  # the pruned filters stay zero
@@ -156,7 +159,8 @@ def test_whole_expansion_export_rebuilds(expansion, tmp_path):
     meta = exported['meta']
     assert meta['stage'] == 'expansion' and meta['task'] is None
     assert meta['custom_imports'] == dict(imports=['xlearner_mm'])
-    assert meta['model']['backbone']['tasks'] == ['cls', 'det', 'seg']
+    assert meta['task_layout']['tasks'] == ['cls', 'det', 'seg']
+    assert meta['task_layout']['backbone']['backbone']['depth'] == 18
 
     backbone, neck = load_expanded_export(out)  # loads strictly
     model.eval()
@@ -172,10 +176,10 @@ def test_whole_expansion_export_rebuilds(expansion, tmp_path):
 
     # The same through Pretrained init_cfgs, the way a config would say it.
     backbone = MODELS.build(dict(
-        meta['model']['backbone'],
+        meta['task_layout']['backbone'],
         init_cfg=dict(type='Pretrained', checkpoint=out, prefix='backbone.')))
     neck = MODELS.build(dict(
-        meta['model']['neck'], in_channels=backbone.out_channels,
+        meta['task_layout']['neck'], in_channels=backbone.out_channels,
         strides=backbone.out_strides,
         init_cfg=dict(type='Pretrained', checkpoint=out, prefix='neck.')))
     backbone.init_weights()
@@ -183,6 +187,24 @@ def test_whole_expansion_export_rebuilds(expansion, tmp_path):
     assert_same_tensors(
         {**backbone.state_dict(prefix='backbone.'),
          **neck.state_dict(prefix='neck.')}, expected)
+
+
+def test_export_written_before_layouts_still_loads(expansion, tmp_path):
+    """Whole exports of the previous version carry the configs in
+    ``meta['model']`` instead of ``meta['task_layout']``."""
+    model, _, path = expansion
+    exported = export_backbone(path)
+    layout = exported['meta'].pop('task_layout')
+    exported['meta']['model'] = dict(
+        backbone=dict(layout['backbone'], type='xlearner_mm.ExpandedBackbone',
+                      tasks=layout['tasks']),
+        neck=dict(layout['neck'], type='xlearner_mm.ReconciliationNeck'))
+    old = str(tmp_path / 'old_expanded.pth')
+    torch.save(exported, old)
+    backbone, neck = load_expanded_export(old)
+    assert_same_tensors(
+        {**backbone.state_dict(prefix='backbone.'),
+         **neck.state_dict(prefix='neck.')}, exported['state_dict'])
 
 
 def test_cli_writes_a_file_stock_torch_loads(expansion, tmp_path, capsys):
@@ -227,14 +249,25 @@ def test_export_errors(expansion, squeeze, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['exported.pth', 'plain.pth']
 
 
-def test_config_text_is_read_without_running_it(tmp_path):
-    marker = tmp_path / 'ran'
-    text = (f"import os\nos.mkdir({str(marker)!r})\n"
-            "model = dict(type='X', heads=[dict(a=1), (2, -3)], n=None)\n"
-            "x = open('f')\n")
-    assert parse_config_text(text) == dict(
-        model=dict(type='X', heads=[dict(a=1), (2, -3)], n=None))
-    assert not marker.exists()
+def test_checkpoint_without_saved_layout(expansion, tmp_path):
+    """A checkpoint written before layouts were saved: its tasks come from
+    its keys; its sources and the expanded backbone's config need its
+    training config (``config``), which is built, not read from the file."""
+    model, cfg, path = expansion
+    legacy = save_mmengine_checkpoint(
+        model.state_dict(), 'import os\nos.mkdir("ran")\n',
+        tmp_path / 'legacy.pth')
+    meta = export_backbone(legacy, task='det')['meta']
+    assert meta['checkpoint_tasks'] == ['cls', 'det', 'seg']
+    assert meta['sources'] == dict(det=None) and meta['backbone'] is None
+    out = str(tmp_path / 'expanded.pth')
+    with pytest.raises(ValueError, match='no saved layout.*--config'):
+        export_backbone(legacy, out)
+    export_backbone(legacy, out, config=EXPANSION_DEMO)
+    assert torch.load(out, weights_only=True)['meta']['sources'][
+        'det'] == ['coco_a', 'coco_b']
+    load_expanded_export(out)
+    assert not (tmp_path / 'ran').exists()
 
 
 # ----------------------------------------------------------------------------

@@ -195,10 +195,10 @@ def test_xlearner_builds_stock_task_models(demo_model_cfg):
     assert type(model.task_models['cls']).__name__ == 'ImageClassifier'
     assert type(model.task_models['det']).__name__ == 'FasterRCNN'
     assert type(model.task_models['seg']).__name__ == 'EncoderDecoder'
-    assert model.task_sources == dict(
+    assert model.layout.sources == dict(
         cls=('folder_cls', 'annfile_cls'), det=('coco_a', 'coco_b'),
         seg=('ade', ))
-    assert model.num_sources == 5
+    assert model.layout.num_sources == 5
     # The streams are registered once, under the XLearner.
     names = [n for n, _ in model.named_parameters()]
     assert not any(n.startswith('task_models') and 'streams' in n for n in names)

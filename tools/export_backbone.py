@@ -25,12 +25,18 @@ def parse_args(argv=None):
         '--task',
         help='Expansion checkpoints only: export this task\'s sub-backbone '
         'with plain keys (default: the whole expanded backbone and neck)')
+    parser.add_argument(
+        '--config',
+        help='the training config of a checkpoint written before task '
+        'layouts were saved in checkpoints (it gives the tasks\' sources and '
+        'the stream configs)')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    exported = export_backbone(args.checkpoint, args.out, task=args.task)
+    exported = export_backbone(
+        args.checkpoint, args.out, task=args.task, config=args.config)
     meta = exported['meta']
     numel = sum(v.numel() for v in exported['state_dict'].values())
     what = f'task "{meta["task"]}" sub-backbone' if meta['task'] else (

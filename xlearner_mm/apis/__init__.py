@@ -1,9 +1,7 @@
-from .export import (export_backbone, load_checkpoint_file,
-                     load_expanded_export, parse_config_text, resnet_layout,
-                     stock_configs_fitted, task_sources)
+from .export import (export_backbone, layout_of_config, load_expanded_export,
+                     resnet_layout, stock_configs_fitted)
 
 __all__ = [
-    'export_backbone', 'load_checkpoint_file', 'load_expanded_export',
-    'parse_config_text', 'resnet_layout', 'stock_configs_fitted',
-    'task_sources'
+    'export_backbone', 'layout_of_config', 'load_expanded_export',
+    'resnet_layout', 'stock_configs_fitted'
 ]

@@ -48,6 +48,20 @@ def _local_paths(cfg: dict) -> List[Tuple[str, str]]:
     return [(key, path) for key, path in paths if '://' not in path]
 
 
+def check_local_paths(cfg: dict, owner: str) -> None:
+    """Raise FileNotFoundError naming ``owner`` (the source or dataset) and
+    the config key of every local path of the dataset config ``cfg`` that
+    does not exist (:func:`_local_paths`)."""
+    missing = [
+        f'{key} {path!r}' for key, path in _local_paths(cfg)
+        if not osp.exists(path)
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f'{owner}: missing {", ".join(missing)} (relative paths are '
+            f'resolved from {os.getcwd()!r}).')
+
+
 class AnnotationCounter:
     """Counts, while a detection dataset parses its annotation file, the
     raw annotations of every image (``raw_ann_info``, COCO-style) against
@@ -232,7 +246,9 @@ class MultiSourceDataset(ConcatDataset):
         # by an error that names neither the source nor the config key.
         for name, source in sources.items():
             if isinstance(source, dict):
-                self._check_paths(name, source)
+                check_local_paths(
+                    source, f'Source {name!r} of task {self.task!r} '
+                    f'({source.get("type")})')
 
         # mmengine's ConcatDataset.__init__ is not called: it requires all
         # sources to share their metainfo, which different label spaces
@@ -244,19 +260,6 @@ class MultiSourceDataset(ConcatDataset):
         self._fully_initialized = False
         if not lazy_init:
             self.full_init()
-
-    def _check_paths(self, name: str, cfg: dict) -> None:
-        """Raise FileNotFoundError naming the task, the source and the config
-        key of every local path of ``cfg`` that does not exist."""
-        missing = [
-            f'{key} {path!r}' for key, path in _local_paths(cfg)
-            if not osp.exists(path)
-        ]
-        if missing:
-            raise FileNotFoundError(
-                f'Source {name!r} of task {self.task!r} '
-                f'({cfg.get("type")}): missing {", ".join(missing)} '
-                f'(relative paths are resolved from {os.getcwd()!r}).')
 
     def _build_source(self, name: str, source: Union[dict, BaseDataset],
                       pipeline: Optional[Sequence]) -> BaseDataset:

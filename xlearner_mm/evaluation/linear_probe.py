@@ -22,17 +22,18 @@ Pieces (each usable on its own):
 """
 import copy
 import math
-import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
 from torch import Tensor, nn
 
+from xlearner_mm.datasets.multi_source_dataset import check_local_paths
 from xlearner_mm.registry import MODELS
+from xlearner_mm.structures import read_checkpoint
 
 # Every sample once, in order (features and labels stay aligned).
 DEFAULT_DATALOADER = dict(
@@ -66,12 +67,8 @@ def build_frozen_backbone(backbone_cfg: dict,
     try:
         # strict: a backbone half-initialised from its random init would
         # give a meaningless probe result without any other sign of it.
-        load_checkpoint(
-            backbone,
-            checkpoint,
-            map_location='cpu',
-            strict=True,
-            logger='current')
+        backbone.load_state_dict(
+            read_checkpoint(checkpoint)['state_dict'], strict=True)
     except RuntimeError as error:
         raise RuntimeError(
             f'checkpoint {checkpoint} does not fit the backbone '
@@ -383,22 +380,6 @@ def linear_probe(train: Tuple[Tensor, Tensor],
         top1=_top1(final.logits(test[0]), test[1]))
 
 
-def _check_data_exists(name: str, split: str, dataset_cfg: dict) -> None:
-    """Raise a FileNotFoundError naming the dataset when its ``data_root``
-    or an explicitly given ``ann_file`` is missing."""
-    data_root = dataset_cfg.get('data_root', '')
-    paths = [('data_root', data_root)] if data_root else []
-    if dataset_cfg.get('ann_file'):
-        paths.append(('ann_file', osp.join(data_root,
-                                           dataset_cfg['ann_file'])))
-    for key, path in paths:
-        if not osp.exists(path):
-            raise FileNotFoundError(
-                f'linear-probe dataset "{name}" ({split} split, '
-                f'{dataset_cfg.get("type")}): {key} {path} does not exist; '
-                f'see the data layout in its config')
-
-
 def build_probe_dataloaders(cfg: Config) -> Dict[str, dict]:
     """Build the dataloader of every split of every dataset of a
     linear-probe config (which reads every annotation file), so that missing
@@ -434,7 +415,9 @@ def build_probe_dataloaders(cfg: Config) -> Dict[str, dict]:
                     raise KeyError(f'datasets.{name}.{split}.dataset has no '
                                    'pipeline and the config no `pipeline`')
                 loader_cfg.dataset.pipeline = copy.deepcopy(cfg.pipeline)
-            _check_data_exists(name, split, loader_cfg.dataset)
+            check_local_paths(
+                loader_cfg.dataset, f'linear-probe dataset "{name}" ({split} '
+                f'split, {loader_cfg.dataset.get("type")})')
             try:
                 dataloaders[name][split] = Runner.build_dataloader(loader_cfg)
             except (OSError, RuntimeError) as error:

@@ -10,7 +10,6 @@ import glob
 import itertools
 import logging
 import os.path as osp
-from collections import OrderedDict
 from typing import Optional
 
 from mmengine.hooks import Hook
@@ -19,25 +18,13 @@ from mmengine.runner import find_latest_checkpoint
 
 from xlearner_mm.models.architectures.xlearner import XLearner
 from xlearner_mm.models.utils.checkpoint_state import (checkpoint_mismatches,
-                                                       format_mismatches,
-                                                       strip_ddp_prefix)
+                                                       format_mismatches)
 from xlearner_mm.registry import HOOKS
+from xlearner_mm.structures import TaskLayout
 from xlearner_mm.utils.checkpoint_file import (CheckpointFileError,
                                                check_checkpoint_file,
                                                checkpoint_problem)
 from xlearner_mm.utils import unwrap_model
-
-# The expanded backbone and its reconciliation layers; the task models'
-# heads may legitimately differ (other label spaces when fine-tuning).
-_EXPANSION_PREFIXES = ('backbone.', 'neck.')
-
-
-def _expansion_state(state_dict: dict) -> OrderedDict:
-    """The expanded backbone's and the neck's entries, without DDP's
-    ``module.``."""
-    return OrderedDict((key, value)
-                       for key, value in strip_ddp_prefix(state_dict).items()
-                       if key.startswith(_EXPANSION_PREFIXES))
 
 
 def newest_intact_checkpoint(work_dir: str) -> Optional[str]:
@@ -90,6 +77,17 @@ class CheckpointConsistencyHook(Hook):
     checkpoint's expanded backbone has other tasks, or its backbone and neck
     other keys or shapes (levels, widths), than the model of the config.
     Models other than :class:`XLearner` are left alone.
+
+    Every checkpoint saved gets the model's :class:`TaskLayout` in
+    ``meta['task_layout']``.
+
+    Examples:
+        It is one of the default hooks of ``configs/_base_/default_runtime.py``:
+
+        .. code-block:: python
+
+            default_hooks = dict(
+                checkpoint_check=dict(type='CheckpointConsistencyHook'))
     """
     priority = 'VERY_HIGH'
 
@@ -107,15 +105,28 @@ class CheckpointConsistencyHook(Hook):
             if intact is not None:
                 runner._load_from = intact
 
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Save the model's :class:`TaskLayout` in ``meta['task_layout']``:
+        the export, the Squeeze Stage and later loads read it from there."""
+        layout = getattr(unwrap_model(runner.model), 'layout', None)
+        if layout is not None:
+            checkpoint.setdefault('meta', {})[
+                TaskLayout.META_KEY] = layout.to_dict()
+
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         model = unwrap_model(runner.model)
         if not isinstance(model, XLearner):
             return
         # The file Runner.load_or_resume reads (the hook is not told).
         path = runner._load_from or find_latest_checkpoint(runner.work_dir)
-        problems = checkpoint_mismatches(
-            _expansion_state(model.state_dict()),
-            _expansion_state(checkpoint.get('state_dict', checkpoint)),
+        saved = TaskLayout.from_meta(checkpoint.get('meta') or {})
+        # Sources may differ: fine-tuning on other data keeps the streams.
+        problems = saved.differences(
+            model.layout, f'checkpoint {path}', 'the config (model)',
+            sources=False) if saved else []
+        problems = problems or checkpoint_mismatches(
+            TaskLayout.expansion_state(model.state_dict()),
+            TaskLayout.expansion_state(checkpoint.get('state_dict', checkpoint)),
             model.tasks, path, config='the config (model)')
         if problems:
             raise ValueError(

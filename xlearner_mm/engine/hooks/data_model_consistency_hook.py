@@ -6,24 +6,12 @@ model but no data silently never trains, a source without a head fails when
 its first sample arrives, and a head with fewer classes than its source's
 dataset fails (or, with more, trains unused logits) deep inside a loss.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict
 
 from mmengine.hooks import Hook
 
-from xlearner_mm.models.architectures.xlearner import _HEAD_KEYS
-from xlearner_mm.models.heads.multi_source_heads import MultiSourceHeadMixin
 from xlearner_mm.registry import HOOKS
 from xlearner_mm.utils import unwrap_model
-
-# Sub-heads of a head that hold their own classes (mmdet's RoI heads).
-_SUB_HEAD_KEYS = ('bbox_head', 'mask_head')
-
-
-def _tasks_key(model) -> str:
-    """The config key that lists the model's tasks."""
-    if hasattr(model, 'task_models'):
-        return 'model.task_models'
-    return 'model.teacher.task_models'  # MultiTaskDistiller
 
 
 def _dataset_sources(dataset, task: str) -> Dict[str, dict]:
@@ -35,57 +23,15 @@ def _dataset_sources(dataset, task: str) -> Dict[str, dict]:
     return {task: metainfo}
 
 
-def _num_classes(head, key: str) -> List[Tuple[str, int]]:
-    """``(config key, num_classes)`` of a head and of its sub-heads."""
-    found = []
-    if isinstance(getattr(head, 'num_classes', None), int):
-        found.append((f'{key}.num_classes', head.num_classes))
-    for sub_key in _SUB_HEAD_KEYS:
-        sub = getattr(head, sub_key, None)
-        if sub is None:
-            continue
-        if hasattr(sub, '__len__'):  # cascade stages: ModuleList
-            for i, stage in enumerate(sub):
-                found += _num_classes(stage, f'{key}.{sub_key}[{i}]')
-        else:
-            found += _num_classes(sub, f'{key}.{sub_key}')
-    return found
-
-
-def task_heads(model, task: str) -> Tuple[Optional[Dict[str, list]], list]:
-    """The heads of ``task`` in an :class:`XLearner`.
-
-    Returns:
-        tuple: ``({source: [(config key, num_classes)]}`` of the per-source
-        heads, or None when the task has no ``MultiSource*Head``, and the
-        ``[(config key, num_classes)]`` of its ordinary heads).
-    """
-    task_model = model.task_models[task]
-    per_source, single = None, []
-    for key in _HEAD_KEYS:
-        head = getattr(task_model, key, None)
-        if head is None:
-            continue
-        cfg_key = f'model.task_models.{task}.{key}'
-        if isinstance(head, MultiSourceHeadMixin):
-            per_source = per_source or {}
-            for source, source_head in head.heads.items():
-                per_source.setdefault(source, []).extend(
-                    _num_classes(source_head, f'{cfg_key}.heads.{source}'))
-        else:
-            single += _num_classes(head, cfg_key)
-    return per_source, single
-
-
 def check_data_model_consistency(model, datasets: Dict[str, object],
                                  data_key: str, all_tasks: bool) -> None:
     """Raise ValueError naming the culprit when ``datasets`` and ``model``
     disagree.
 
     Args:
-        model: An :class:`XLearner` (tasks, per-source heads and classes are
-            checked) or any model with ``tasks`` (tasks only, e.g.
-            :class:`MultiTaskDistiller`).
+        model: A model with a :class:`TaskLayout` ``layout``: an
+            :class:`XLearner` (tasks, per-source heads and classes are
+            checked) or a :class:`MultiTaskDistiller` (tasks only).
         datasets (dict): ``{name: dataset}``; a dataset's task is its
             ``task`` attribute, else its name.
         data_key (str): The config key of the dataloaders, for messages,
@@ -93,11 +39,14 @@ def check_data_model_consistency(model, datasets: Dict[str, object],
         all_tasks (bool): Whether the datasets must cover every task and
             every head (training) or may be a subset (evaluation).
     """
-    model_tasks = list(model.tasks)
+    layout = model.layout
+    model_tasks = list(layout.tasks)
     data_tasks = {
         name: getattr(dataset, 'task', name)
         for name, dataset in datasets.items()
     }
+    tasks_key = ('model.task_models' if layout.stage == 'expansion' else
+                 'model.teacher.task_models')
     no_model = sorted({t for t in data_tasks.values()} - set(model_tasks))
     no_data = [t for t in model_tasks if t not in data_tasks.values()]
     if no_model or (all_tasks and no_data):
@@ -108,25 +57,25 @@ def check_data_model_consistency(model, datasets: Dict[str, object],
                          for t in no_data]
         raise ValueError(
             f'The tasks of {data_key} {sorted(set(data_tasks.values()))} '
-            f'and of {_tasks_key(model)} {model_tasks} differ: '
+            f'and of {tasks_key} {model_tasks} differ: '
             f'{"; ".join(problems)}.')
-    if not hasattr(model, 'task_models'):
+    if layout.classes is None:  # the Squeeze Stage: tasks only
         return
     for name, dataset in datasets.items():
         task = data_tasks[name]
         where = f'{data_key}[{name!r}] (task {task!r})'
         sources = _dataset_sources(dataset, task)
-        per_source, single = task_heads(model, task)
-        if per_source is None:
+        heads = layout.classes[task]
+        if not layout.per_source[task]:
             if len(sources) > 1:
                 raise ValueError(
                     f'{where} has sources {list(sources)} but '
                     f'model.task_models.{task} has one head for all of them;'
                     ' give each source its own head with a MultiSource*Head.')
-            heads = {next(iter(sources)): single}
+            heads = {next(iter(sources)): heads[task]}
         else:
-            no_head = [s for s in sources if s not in per_source]
-            no_source = [s for s in per_source if s not in sources]
+            no_head = [s for s in sources if s not in heads]
+            no_source = [s for s in heads if s not in sources]
             if no_head or (all_tasks and no_source):
                 problems = [f'source {s!r} has no head' for s in no_head]
                 if all_tasks:
@@ -135,13 +84,12 @@ def check_data_model_consistency(model, datasets: Dict[str, object],
                 raise ValueError(
                     f'The sources of {where} {list(sources)} and the '
                     f'per-source heads of model.task_models.{task} '
-                    f'{list(per_source)} differ: {"; ".join(problems)}.')
-            heads = per_source
+                    f'{list(heads)} differ: {"; ".join(problems)}.')
         for source, metainfo in sources.items():
             classes = metainfo.get('classes')
             if classes is None:
                 continue
-            for cfg_key, num_classes in heads[source]:
+            for cfg_key, num_classes in heads[source].items():
                 if num_classes != len(classes):
                     raise ValueError(
                         f'Source {source!r} of task {task!r} has '
@@ -163,8 +111,17 @@ class DataModelConsistencyHook(Hook):
       some of the tasks and sources.
     * ``before_test``: the same for ``test_dataloader``.
 
-    Only multi-task loops (``dataloaders`` by name) and models with ``tasks``
-    are checked; anything else is left alone.
+    Only multi-task loops (``dataloaders`` by name) and models with a
+    :class:`TaskLayout` (``layout``) are checked; anything else is left
+    alone.
+
+    Examples:
+        It is one of the default hooks of ``configs/_base_/default_runtime.py``:
+
+        .. code-block:: python
+
+            default_hooks = dict(
+                data_model_check=dict(type='DataModelConsistencyHook'))
     """
     priority = 'VERY_HIGH'
 
@@ -180,7 +137,7 @@ class DataModelConsistencyHook(Hook):
     def _check(runner, loop, data_key: str, all_tasks: bool) -> None:
         model = unwrap_model(runner.model)
         dataloaders = getattr(loop, 'dataloaders', None)
-        if not isinstance(dataloaders, dict) or not hasattr(model, 'tasks'):
+        if not isinstance(dataloaders, dict) or not hasattr(model, 'layout'):
             return
         check_data_model_consistency(
             model,

@@ -1,3 +1,7 @@
-from .xlearner import MultiTaskDataPreprocessor, TaskStream, XLearner
+from .xlearner import (DEFAULT_NECK, MultiTaskDataPreprocessor, TaskStream,
+                       XLearner, build_data_preprocessor, task_features)
 
-__all__ = ['MultiTaskDataPreprocessor', 'TaskStream', 'XLearner']
+__all__ = [
+    'DEFAULT_NECK', 'MultiTaskDataPreprocessor', 'TaskStream', 'XLearner',
+    'build_data_preprocessor', 'task_features'
+]

@@ -7,11 +7,37 @@ from mmengine.model import BaseDataPreprocessor, BaseModel, ModuleDict
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from xlearner_mm.models.heads.multi_source_heads import MultiSourceHeadMixin
 from xlearner_mm.registry import MODELS
+from xlearner_mm.structures import TaskLayout, build_expanded
 
-# Keys of the model configs of the codebases that can hold per-source heads.
-_HEAD_KEYS = ('head', 'decode_head', 'auxiliary_head', 'roi_head', 'bbox_head')
+# XLearner's neck when its config names none.
+DEFAULT_NECK = dict(type='ReconciliationNeck')
+
+
+def task_features(backbone: nn.Module, neck: Optional[nn.Module],
+                  inputs: Tensor, task: str) -> Tuple[Tensor, ...]:
+    """Task t's :math:`(F_1^t, ..., F_D^t)` on a batch: its stream alone
+    without ``neck``; with it, every stream (the others under ``no_grad``)
+    and the reconciliation into task t (paper Eq. 2)."""
+    if neck is None:
+        return backbone(inputs, tasks=(task, ))[task]
+    return neck(backbone(inputs, grad_tasks=(task, )), task)
+
+
+def build_data_preprocessor(task_cfg: dict, cfg_key: str) -> nn.Module:
+    """The data preprocessor of a task model config, built alone in the
+    task model's scope (its ``_scope_``, or the prefix of its ``type``)."""
+    cfg = task_cfg.get('data_preprocessor')
+    if not isinstance(cfg, dict):
+        raise ValueError(
+            f'{cfg_key}.data_preprocessor is not set: it is built without '
+            'the task model, so give it explicitly (e.g. '
+            "dict(type='DetDataPreprocessor', mean=..., std=...))")
+    model_type = task_cfg.get('type')
+    scope = task_cfg.get('_scope_') or (
+        model_type.split('.', 1)[0]
+        if isinstance(model_type, str) and '.' in model_type else None)
+    return MODELS.build(dict(cfg, _scope_=scope) if scope else cfg)
 
 
 @MODELS.register_module()
@@ -58,8 +84,11 @@ class MultiTaskDataPreprocessor(BaseDataPreprocessor):
     ``dict(inputs={task: Tensor}, data_samples={task: list})``, the form
     :meth:`XLearner.forward` takes (and mmengine's DDP wrapper passes on).
 
-    The task preprocessors belong to the task models; they are kept here in a
-    plain dict so that they are not registered (and saved) twice.
+    The task preprocessors are registered here, also where they belong to
+    the task models too (:class:`XLearner`), so that mmengine's device moves
+    (``BaseModel.to`` sets every preprocessor's device) reach them where
+    they are used without the task models (the Squeeze Stage). They have no
+    state-dict entries, so nothing is saved twice.
 
     Args:
         preprocessors (dict[str, BaseDataPreprocessor]): Per task.
@@ -67,16 +96,16 @@ class MultiTaskDataPreprocessor(BaseDataPreprocessor):
 
     def __init__(self, preprocessors: Dict[str, BaseDataPreprocessor]) -> None:
         super().__init__()
-        self._preprocessors = dict(preprocessors)
+        self.preprocessors = nn.ModuleDict(preprocessors)
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        unknown = set(data) - set(self._preprocessors)
+        unknown = set(data) - set(self.preprocessors)
         if unknown:
             raise KeyError(f'Batches for tasks {sorted(unknown)} but the model '
-                           f'has tasks {list(self._preprocessors)}')
+                           f'has tasks {list(self.preprocessors)}')
         inputs, data_samples = {}, {}
         for task, batch in data.items():
-            out = self._preprocessors[task](batch, training)
+            out = self.preprocessors[task](batch, training)
             inputs[task] = out['inputs']
             data_samples[task] = out.get('data_samples')
         return dict(inputs=inputs, data_samples=data_samples)
@@ -128,7 +157,7 @@ class XLearner(BaseModel):
     def __init__(self,
                  backbone: dict,
                  task_models: Dict[str, dict],
-                 neck: Optional[dict] = dict(type='ReconciliationNeck'),
+                 neck: Optional[dict] = DEFAULT_NECK,
                  hint_teachers: Optional[Dict[str, dict]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if not task_models:
@@ -154,19 +183,13 @@ class XLearner(BaseModel):
             init_cfg=init_cfg)
 
         self.tasks = tuple(tasks)
-        self.backbone = MODELS.build(backbone)
-        if neck is not None and len(tasks) > 1:
-            neck = copy.deepcopy(neck)
-            neck.setdefault('in_channels', self.backbone.out_channels)
-            neck.setdefault('strides', self.backbone.out_strides)
-            self.neck = MODELS.build(neck)
-        else:
-            self.neck = None
+        self.backbone, self.neck = build_expanded(backbone, neck)
         # mmengine's ModuleDict: init_weights() reaches the stock models.
         self.task_models = ModuleDict(built)
         for model in self.task_models.values():
             model.backbone.bind(self.extract_task_feat)
-        self.task_sources = {t: self._sources_of(t) for t in self.tasks}
+        self.layout = TaskLayout.of_xlearner(
+            self.task_models, backbone, neck if self.neck is not None else None)
         self.hints = ModuleDict()
         for task, cfg in (hint_teachers or {}).items():
             if task not in self.tasks:
@@ -176,23 +199,8 @@ class XLearner(BaseModel):
                 dict(type='HintTeacher', task=task,
                      in_channels=self.backbone.out_channels[task],
                      in_strides=self.backbone.out_strides[task]), **cfg))
-        self.num_sources = sum(len(s) for s in self.task_sources.values())
         # Algorithm 1's phase; ReconciliationSwitchHook sets it from runner.iter.
         self.reconcile = self.neck is not None
-
-    def _sources_of(self, task: str) -> Tuple[str, ...]:
-        """Source names of ``task``: those of its per-source heads, or the
-        task alone when its model has ordinary single-source heads."""
-        model = self.task_models[task]
-        found = {
-            key: tuple(getattr(model, key).source_names)
-            for key in _HEAD_KEYS
-            if isinstance(getattr(model, key, None), MultiSourceHeadMixin)
-        }
-        if len(set(found.values())) > 1:
-            raise ValueError(f'The per-source heads of task "{task}" name '
-                             f'different sources: {found}')
-        return next(iter(found.values())) if found else (task, )
 
     def task_parameter_names(self) -> Dict[str, Set[str]]:
         """``{task: names}`` (as :meth:`named_parameters` gives them) of the
@@ -234,10 +242,9 @@ class XLearner(BaseModel):
             tuple[Tensor]: D levels, level i of shape
             (N, C_i^t, H / s_i^t, W / s_i^t).
         """
-        if not (self.reconcile and self.neck is not None):
-            return self.backbone(inputs, tasks=(task, ))[task]
-        feats = self.backbone(inputs, grad_tasks=(task, ))
-        return self.neck(feats, task)
+        return task_features(self.backbone,
+                             self.neck if self.reconcile else None, inputs,
+                             task)
 
     def forward(self,
                 inputs: Dict[str, Tensor],
@@ -289,16 +296,6 @@ class XLearner(BaseModel):
         losses['hint_loss'] = self.hints[task](inputs, feats[0])
         return losses
 
-    def _loss_owner(self, name: str) -> Tuple[str, Optional[str]]:
-        """(task, source) of a loss named ``<task>.<...>``; source is None
-        for losses shared by all of the task's sources."""
-        task, rest = name.split('.', 1)
-        parts = rest.split('.')
-        sources = self.task_sources[task]
-        if len(sources) == 1:
-            return task, sources[0]
-        return task, next((p for p in parts if p in sources), None)
-
     def parse_losses(self, losses: Dict[str, torch.Tensor]
                      ) -> Tuple[Tensor, Dict[str, Tensor]]:
         """Average the losses over sources (paper Eq. 1).
@@ -325,15 +322,15 @@ class XLearner(BaseModel):
             log_vars.append((name, value))
             if 'loss' not in name:
                 continue
-            task, source = self._loss_owner(name)
-            weight = 1.0 if source is None else 1.0 / len(
-                self.task_sources[task])
-            task_loss[task] = task_loss[task] + weight * value
+            task, _ = self.layout.loss_owner(name)
+            task_loss[task] = task_loss[task] + self.layout.loss_weight(
+                name) * value
         present = [t for t in self.tasks if torch.is_tensor(task_loss[t])]
         if self.reconcile:
             # (1/N) sum_t N_t * l_t = (1/N) sum_t sum_n l_{t,n}
-            loss = sum(task_loss[t] * len(self.task_sources[t])
-                       for t in present) / self.num_sources
+            sources = self.layout.sources
+            loss = sum(task_loss[t] * len(sources[t])
+                       for t in present) / self.layout.num_sources
         else:
             loss = sum(task_loss[t] for t in present)
         summary = [('loss', loss)] + [(f'{t}.task_loss', task_loss[t])

@@ -1,5 +1,4 @@
 import copy
-import os.path as osp
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -8,8 +7,7 @@ from torch import Tensor
 
 from xlearner_mm.registry import MODELS
 from ..backbones import as_levels, probe_levels
-from ..utils.checkpoint_state import (checkpoint_mismatches,
-                                      format_mismatches, read_state_dict)
+from .expansion_teacher import ExpansionTeacher
 from .frozen_teacher import FrozenTeacherMixin
 from .guidance_layer import hint_loss
 
@@ -36,12 +34,12 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
     student and stream t of the teacher (with reconciliation, i.e. the model
     after tau) both run on those images.
 
-    The teacher is the whole Expansion model (:class:`XLearner`) built from
-    its config and loaded from ``teacher_checkpoint`` at build time, after
-    its keys and shapes are checked against the config. Its heads are loaded
-    too but never run: only ``backbone`` and ``neck`` make :math:`F^t`, and
-    the task models' data preprocessors prepare the batches. It is held out of
-    the module tree (:class:`FrozenTeacherMixin`): frozen, in eval mode,
+    The teacher is the part of the Expansion model (:class:`XLearner`) that
+    makes :math:`F^t` (:class:`ExpansionTeacher`: expanded backbone,
+    reconciliation neck and the task models' data preprocessors; no heads),
+    built from its config and loaded from ``teacher_checkpoint`` at build
+    time, after its keys and shapes are checked against the config. It is
+    held out of the module tree (:class:`FrozenTeacherMixin`): frozen, in eval mode,
     outside the optimizer, DDP and :meth:`state_dict`, so a squeeze
     checkpoint holds ``student.*`` (the squeezed backbone) and
     ``guidance.<task>.<level>.*``; loading one keeps the teacher as loaded
@@ -79,18 +77,16 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
                      type='GuidanceLayer', norm_cfg=dict(type='BN')),
                  hint_levels: Sequence[int] = (-1, ),
                  level_weights: Optional[Sequence[float]] = None) -> None:
-        teacher_model = MODELS.build(teacher)
+        teacher_model = ExpansionTeacher(teacher, teacher_checkpoint)
         # The teacher's task preprocessors prepare each task's batch for the
         # student too, so both see the same normalised images. A copy: the
         # teacher shares no module with the distiller's tree, so train()
         # never reaches any part of it.
         super().__init__(
             data_preprocessor=copy.deepcopy(teacher_model.data_preprocessor))
-        self._load_teacher(teacher_model, teacher_checkpoint)
         self.hold_teacher(teacher_model)
-        # F^t is the feature of the model after tau (Algorithm 1).
-        self.teacher.reconcile = self.teacher.with_reconciliation
         self.tasks = self.teacher.tasks
+        self.layout = self.teacher.layout.squeezed(student)
 
         self.student = MODELS.build(student)
         student_channels, student_strides = probe_levels(self.student)
@@ -130,24 +126,6 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
                     out_channels=channels[level])
                 layers[str(level)] = MODELS.build(cfg)
             self.guidance[task] = layers
-
-    @staticmethod
-    def _load_teacher(teacher: BaseModel, path: str) -> None:
-        """Load the Expansion checkpoint into the teacher, after checking its
-        tasks, keys and shapes against the teacher config."""
-        if '://' not in path and not osp.isfile(path):
-            raise FileNotFoundError(
-                f'model.teacher_checkpoint: {path} does not exist (the '
-                'Expansion Stage checkpoint, e.g. work_dirs/<expansion '
-                'config>/iter_<N>.pth)')
-        found = read_state_dict(path, 'model.teacher_checkpoint')
-        problems = checkpoint_mismatches(teacher.state_dict(), found,
-                                         teacher.tasks, path)
-        if problems:
-            raise ValueError(
-                f'model.teacher_checkpoint {path} does not match the teacher '
-                f'config model.teacher:{format_mismatches(problems)}')
-        teacher.load_state_dict(found, strict=True)
 
     @staticmethod
     def _normalize_levels(levels: Sequence[int],

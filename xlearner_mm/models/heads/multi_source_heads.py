@@ -11,8 +11,9 @@ keeps doing everything else, so its training and inference code is reused
 unchanged.
 
 Loss names get the source as a prefix (``imagenet.loss``,
-``decode.ade20k.loss_ce``), which :class:`XLearner` uses to average the
-losses over sources (paper Eq. 1).
+``decode.ade20k.loss_ce``; :meth:`TaskLayout.source_loss_name`), by which
+:class:`XLearner`'s :class:`TaskLayout` averages the losses over sources
+(paper Eq. 1).
 """
 import copy
 from collections import OrderedDict
@@ -23,6 +24,7 @@ from mmengine.model import BaseModule, ModuleDict
 from torch import Tensor
 
 from xlearner_mm.registry import MODELS
+from xlearner_mm.structures import TaskLayout
 
 # Fills the class channels a source does not have when sources with
 # different numbers of classes are predicted in one batch: far below any real
@@ -107,7 +109,10 @@ class MultiSourceHeadMixin:
 
     @staticmethod
     def _prefix(source: str, losses: dict) -> dict:
-        return {f'{source}.{k}': v for k, v in losses.items()}
+        return {
+            TaskLayout.source_loss_name(source, k): v
+            for k, v in losses.items()
+        }
 
     def _loss_per_source(self, feats: tuple, data_samples: list,
                          loss: Callable) -> dict:

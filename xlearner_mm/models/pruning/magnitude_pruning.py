@@ -24,8 +24,10 @@ from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 from torch.utils.hooks import RemovableHandle
 
+from xlearner_mm.structures import TaskLayout
+
 # Conv and linear weights of the sub-backbones and the reconciliation layers.
-DEFAULT_PRUNABLE = ('backbone.streams.*', 'neck.reconcilers.*')
+DEFAULT_PRUNABLE = (f'{TaskLayout.STREAMS}*', f'{TaskLayout.RECONCILERS}*')
 # Layers whose ``weight`` is prunable. Biases and normalization layers never
 # are: they are few, and zeroing a BN scale removes a whole channel.
 PRUNABLE_LAYERS = (_ConvNd, nn.Linear)

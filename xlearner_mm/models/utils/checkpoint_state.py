@@ -1,38 +1,14 @@
-"""Reading an Expansion checkpoint's state dict and telling how it differs
-from a model: shared by ``ZooPretrained``, ``MultiTaskDistiller`` (its
-teacher checkpoint) and ``CheckpointConsistencyHook`` (``load_from`` and
-resume)."""
-from collections import OrderedDict
+"""Telling how an Expansion checkpoint's state dict differs from a model:
+shared by ``MultiTaskDistiller`` (its teacher checkpoint) and
+``CheckpointConsistencyHook`` (``load_from`` and resume)."""
 from typing import Dict, List, Sequence
 
-from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor
 
-from xlearner_mm.utils.checkpoint_file import check_checkpoint_file
+from xlearner_mm.structures import TaskLayout
 
 # Mismatches listed in an error before the rest are counted.
 _MAX_LISTED = 10
-
-
-def strip_ddp_prefix(state_dict: Dict[str, Tensor]) -> OrderedDict:
-    """``state_dict`` without the ``module.`` that a DDP-wrapped model puts
-    before every key."""
-    return OrderedDict(
-        (k[len('module.'):] if k.startswith('module.') else k, v)
-        for k, v in state_dict.items())
-
-
-def read_state_dict(path: str, key: str,
-                    map_location: str = 'cpu') -> OrderedDict:
-    """The state dict of the checkpoint at ``path`` (a path or an URL
-    mmengine's ``CheckpointLoader`` reads; a bare state dict too), without
-    DDP's ``module.``. A missing, truncated or corrupt local file raises
-    :class:`CheckpointFileError` naming ``key``, the config key it came
-    from."""
-    check_checkpoint_file(path, key)
-    checkpoint = CheckpointLoader.load_checkpoint(
-        path, map_location=map_location)
-    return strip_ddp_prefix(checkpoint.get('state_dict', checkpoint))
 
 
 def checkpoint_mismatches(expected: Dict[str, Tensor],
@@ -42,10 +18,7 @@ def checkpoint_mismatches(expected: Dict[str, Tensor],
     """What differs between the model built from ``config`` (``expected``)
     and the state dict of its checkpoint (``found``): the tasks of the
     expanded backbone first, then every key and shape."""
-    found_tasks = {
-        key.split('.')[2]
-        for key in found if key.startswith('backbone.streams.')
-    }
+    found_tasks = TaskLayout.stream_tasks(found)
     problems = [
         f"task '{task}' is in {config} but not in checkpoint "
         f'{path} (its tasks: {sorted(found_tasks)})'
@@ -53,7 +26,7 @@ def checkpoint_mismatches(expected: Dict[str, Tensor],
     ] + [
         f"task '{task}' is in checkpoint {path} but not in {config} "
         f'(its tasks: {list(tasks)})'
-        for task in sorted(found_tasks - set(tasks))
+        for task in sorted(set(found_tasks) - set(tasks))
     ]
     if problems:
         return problems

@@ -9,7 +9,6 @@ leaves some or all of the backbone at its random initialisation.
 ``ZooPretrained`` finds the backbone inside the checkpoint by its layout and
 loads it strictly.
 """
-import os.path as osp
 from typing import Dict, Optional
 
 from mmengine.logging import print_log
@@ -18,12 +17,8 @@ from mmengine.model.weight_init import update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
 from torch import nn
 
-from .checkpoint_state import read_state_dict
+from xlearner_mm.structures import TaskLayout, read_checkpoint
 
-# Key prefixes of the layouts recognised, most specific first.
-_EXPANSION_PREFIX = 'backbone.streams.'  # XLearner (Expansion Stage)
-_SQUEEZE_PREFIX = 'student.'  # MultiTaskDistiller (Squeeze Stage)
-_MODEL_PREFIX = 'backbone.'  # mmpretrain / mmdet / mmseg models
 # torchvision's ResNet classifier; its other keys are mm*'s ResNet keys.
 _TORCHVISION_HEAD = 'fc.'
 # Keys listed in an error message before it says "and N more".
@@ -95,26 +90,23 @@ class ZooPretrainedInit:
         self.map_location = map_location
 
     def _read(self) -> Dict[str, object]:
-        if '://' not in self.checkpoint and not osp.isfile(self.checkpoint):
-            raise FileNotFoundError(
-                f'ZooPretrained: checkpoint {self.checkpoint} does not exist')
-        return read_state_dict(self.checkpoint, 'ZooPretrained checkpoint',
-                               self.map_location)
+        return read_checkpoint(self.checkpoint, 'ZooPretrained checkpoint',
+                               self.map_location)['state_dict']
 
     def _backbone_prefix(self, keys) -> str:
         """The prefix of the backbone's keys in a checkpoint of ``keys``."""
         if self.prefix is not None:
             return self.prefix
-        if any(k.startswith(_EXPANSION_PREFIX) for k in keys):
-            tasks = sorted({k[len(_EXPANSION_PREFIX):].split('.', 1)[0]
-                            for k in keys if k.startswith(_EXPANSION_PREFIX)})
+        tasks = TaskLayout.stream_tasks(keys)
+        if tasks:  # XLearner (Expansion Stage)
             if self.task not in tasks:
                 raise KeyError(
                     f'ZooPretrained: {self.checkpoint} is an X-Learner '
-                    f'Expansion checkpoint with streams {tasks}; set '
+                    f'Expansion checkpoint with streams {sorted(tasks)}; set '
                     f'init_cfg.task to one of them (got {self.task!r})')
-            return f'{_EXPANSION_PREFIX}{self.task}.'
-        for prefix in (_SQUEEZE_PREFIX, _MODEL_PREFIX):
+            return f'{TaskLayout.STREAMS}{self.task}.'
+        # MultiTaskDistiller (Squeeze Stage), then mm* models.
+        for prefix in (TaskLayout.STUDENT, TaskLayout.BACKBONE):
             if any(k.startswith(prefix) for k in keys):
                 return prefix
         return ''
