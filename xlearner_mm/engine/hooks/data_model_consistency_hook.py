@@ -165,6 +165,12 @@ class DataModelConsistencyHook(Hook):
 
     Only multi-task loops (``dataloaders`` by name) and models with ``tasks``
     are checked; anything else is left alone.
+
+    Examples:
+        # configs/_base_/default_runtime.py: in default_hooks, so that every
+        # config that inherits it keeps the check
+        default_hooks = dict(
+            data_model_check=dict(type='DataModelConsistencyHook'))
     """
     priority = 'VERY_HIGH'
 
