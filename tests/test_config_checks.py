@@ -7,7 +7,8 @@ naming the keys, file, source or task involved, or behave as documented.
 - per-task lr multipliers matched by substring;
 - segmentation labels above num_classes;
 - COCO annotations the parser drops;
-- truncated checkpoints (load_from, --resume, auto-resume, export, teacher);
+- truncated checkpoints (load_from, --resume, auto-resume, export, prune,
+  teacher);
 - an export announced as fitting configs it does not fit.
 """
 import copy
@@ -25,9 +26,11 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 
 import xlearner_mm  # noqa: F401  (checkpoint allow-list for resuming)
-from xlearner_mm.apis import export_backbone, stock_configs_fitted
+from xlearner_mm.apis import (export_backbone, prune_checkpoint,
+                              stock_configs_fitted)
 from xlearner_mm.datasets import MultiSourceDataset
 from xlearner_mm.engine import check_custom_keys
+from xlearner_mm.models.pruning import MagnitudePruner
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import register_all_modules
 from xlearner_mm.utils.checkpoint_file import CheckpointFileError
@@ -337,12 +340,16 @@ def test_auto_resume_falls_back_to_the_newest_intact_checkpoint(
         torch.testing.assert_close(runner.model.state_dict()[key], value)
 
 
-def test_truncated_export_and_teacher_checkpoints_are_named(tmp_path):
+def test_truncated_export_prune_and_teacher_checkpoints_are_named(tmp_path):
     path = save_teacher(teacher_cfg(('a', 'b')), tmp_path / 'expansion.pth')
     bad = truncate(path, tmp_path / 'cut.pth')
     with pytest.raises(CheckpointFileError,
                        match=f"^checkpoint: checkpoint '{bad}' is truncated"):
         export_backbone(bad, task='a')
+    with pytest.raises(CheckpointFileError,
+                       match=f"^checkpoint: checkpoint '{bad}' is truncated"):
+        prune_checkpoint(DEMO_CFG, bad, str(tmp_path / 'pruned.pth'),
+                         MagnitudePruner(sparsity=0.5))
     with pytest.raises(CheckpointFileError,
                        match=f"^model.teacher_checkpoint: checkpoint '{bad}' "
                        'is truncated'):

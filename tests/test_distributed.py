@@ -15,12 +15,13 @@ import sys
 
 import pytest
 import torch
-from _tools import REPO_ROOT, load_tool
+from _tools import REPO_ROOT
 from mmengine.config import Config
 from mmengine.runner import Runner
 from torch import nn
 
 import xlearner_mm  # noqa: F401  (checkpoint allow-list)
+from xlearner_mm.apis import setup_amp, setup_cpu_distributed
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import register_all_modules
 
@@ -329,10 +330,9 @@ def test_squeeze_demo_two_processes_and_amp(demo_data, tmp_path,
 
 
 def test_amp_picks_the_cpu_bf16_wrapper_without_gpu():
-    train = load_tool('train')
     cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper',
                                          optimizer=dict(type='SGD', lr=0.1))))
-    train.setup_amp(cfg)
+    setup_amp(cfg)
     if torch.cuda.is_available():
         assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     else:
@@ -357,7 +357,7 @@ def amp_train(cfg: Config) -> Runner:
     check, without a GPU, that the forward ran in bfloat16 (the stem convs
     of every ResNet: streams, teacher, student), the weights stayed finite
     float32, and the checkpoint was written."""
-    load_tool('train').setup_amp(cfg)
+    setup_amp(cfg)
     runner = Runner.from_cfg(cfg)
     recorder = DtypeRecorder(runner.model)
     runner.train()
@@ -408,7 +408,7 @@ def test_sync_bn_switch_converts_the_sub_backbones_only():
     # A multi-process CPU launch of such a config stops before training.
     train_cfg = Config(dict(launcher='pytorch', model=cfg))
     with pytest.raises(RuntimeError, match='SyncBN.*need CUDA'):
-        load_tool('train').setup_cpu_distributed(train_cfg)
+        setup_cpu_distributed(train_cfg)
 
 
 # -------------------------------------------------- unused parameters

@@ -21,11 +21,9 @@ import xlearner_mm  # noqa: F401,I001
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger, print_log
 
-from xlearner_mm.evaluation import run_linear_probe
+from xlearner_mm.apis import load_config
+from xlearner_mm.evaluation import format_probe_table, run_linear_probe
 from xlearner_mm.utils import atomic_json_dump, register_all_modules
-
-# tools/ is sys.path[0] when this script runs.
-from train import load_config
 
 
 def parse_args():
@@ -46,24 +44,13 @@ def parse_args():
     return parser.parse_args()
 
 
-def format_table(results: dict) -> str:
-    """The per-dataset results and their average as a text table."""
-    header = (f'{"dataset":<16}{"#train":>8}{"#val":>8}{"#test":>8}'
-              f'{"best lambda":>13}{"top-1":>8}')
-    lines = [header, '-' * len(header)]
-    for name, res in results['datasets'].items():
-        lines.append(f'{name:<16}{res["num_train"]:>8}{res["num_val"]:>8}'
-                     f'{res["num_test"]:>8}{res["best_lambda"]:>13.3g}'
-                     f'{res["top1"]:>8.2f}')
-    lines.append('-' * len(header))
-    lines.append(f'{"average":<16}{"":>8}{"":>8}{"":>8}{"":>13}'
-                 f'{results["average_top1"]:>8.2f}')
-    return '\n'.join(lines)
-
-
 def main():
     args = parse_args()
-    cfg = load_config(args, work_dirs=osp.join('./work_dirs', 'linear_probe'))
+    cfg = load_config(
+        args.config,
+        args.cfg_options,
+        work_dir=args.work_dir,
+        work_dirs=osp.join('./work_dirs', 'linear_probe'))
     out = args.out or osp.join(cfg.work_dir, 'linear_probe.json')
 
     timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
@@ -79,7 +66,7 @@ def main():
         checkpoint=args.checkpoint,
         cfg_options=args.cfg_options,
         probe=dict(cfg.get('probe', {})))
-    print_log('\n' + format_table(results), logger='current')
+    print_log('\n' + format_probe_table(results), logger='current')
     atomic_json_dump(results, out, indent=2)
     print_log(f'results written to {out}', logger='current')
 

@@ -4,13 +4,10 @@ paper Sec. 3.4), without fine-tuning.
     python tools/prune.py configs/xlearner/expansion_r50.py \
         work_dirs/expansion_r50/iter_150000.pth pruned.pth --keep-params one_stream
 
-The output is an mmengine checkpoint like the input (``meta`` and
-``state_dict``; the optimizer, scheduler and message-hub states are dropped,
-they belong to the unpruned run) whose weights contain the zeros, with
-``meta['pruning']`` describing the method and the real sparsity. It loads
-into the config's model as it is, e.g. as ``load_from`` of
-``configs/xlearner/prune_r50.py`` (whose hook then finds the same weights to
-prune) or into the Squeeze Stage / downstream configs.
+The output is the checkpoint's ``meta`` and pruned ``state_dict``, with
+``meta['pruning']`` describing the method and the real sparsity; it loads
+into the config's model as it is. See
+:func:`xlearner_mm.apis.prune_checkpoint`.
 """
 import argparse
 import sys
@@ -18,13 +15,11 @@ import sys
 # Imported before any checkpoint is read: it allow-lists the classes mmengine
 # stores in checkpoints for torch>=2.6's weights_only loading.
 import xlearner_mm  # noqa: F401,I001
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
+from xlearner_mm.apis import prune_checkpoint
 from xlearner_mm.models.pruning import (DEFAULT_PRUNABLE, MagnitudePruner,
-                                        format_report, sparsity_report)
-from xlearner_mm.registry import MODELS
-from xlearner_mm.utils import atomic_torch_save, register_all_modules
-from xlearner_mm.utils.torch_compat import load_checkpoint
+                                        format_report)
 
 
 def parse_args(argv=None):
@@ -62,31 +57,11 @@ def main(argv=None) -> dict:
         keep_params=args.keep_params,
         scope=args.scope,
         patterns=args.patterns)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    register_all_modules(init_default_scope=False)
-    # No init_weights: every weight comes from the checkpoint (strict load),
-    # and pretrained init_cfg entries are not fetched.
-    model = MODELS.build(cfg.model)
-    checkpoint = load_checkpoint(args.checkpoint)
-    if 'state_dict' not in checkpoint:
-        raise KeyError(f'{args.checkpoint} has no `state_dict`: not an '
-                       'mmengine checkpoint')
-    try:
-        model.load_state_dict(checkpoint['state_dict'], strict=True)
-    except RuntimeError as error:
-        raise RuntimeError(f'{args.checkpoint} does not fit the model of '
-                           f'{args.config}: {error}') from error
-
-    pruner.prune(model)
-    report = sparsity_report(model, pruner.patterns)
-    pruning = dict(pruner.describe(), source=args.checkpoint, **report)
-    meta = dict(checkpoint.get('meta') or {}, pruning=pruning)
-    atomic_torch_save(dict(meta=meta, state_dict=model.state_dict()), args.out)
-    print(format_report(report))
-    print(f'sparsity of the prunable weights: {report["sparsity"]:.4%} '
-          f'({report["kept"]:,} of {report["prunable"]:,} kept); '
+    pruning = prune_checkpoint(args.config, args.checkpoint, args.out,
+                               pruner, args.cfg_options)
+    print(format_report(pruning))
+    print(f'sparsity of the prunable weights: {pruning["sparsity"]:.4%} '
+          f'({pruning["kept"]:,} of {pruning["prunable"]:,} kept); '
           f'saved {args.out}')
     return pruning
 

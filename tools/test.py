@@ -11,10 +11,9 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from xlearner_mm.apis import (load_config, parse_runner_args,
+                              setup_cpu_distributed)
 from xlearner_mm.utils import releasing_process_group
-
-# tools/ is sys.path[0] when this script runs.
-from train import load_config, parse_common_args, setup_cpu_distributed
 
 
 def parse_args():
@@ -31,13 +30,14 @@ def parse_args():
         help='dump predictions to pickle files for offline evaluation: '
         'one per name of `test_dataloader`, e.g. results.pkl gives '
         'results_<name>.pkl')
-    return parse_common_args(parser)
+    return parse_runner_args(parser)
 
 
 def main():
     args = parse_args()
 
-    cfg = load_config(args)
+    cfg = load_config(args.config, args.cfg_options, launcher=args.launcher,
+                      work_dir=args.work_dir)
 
     cfg.load_from = args.checkpoint
 

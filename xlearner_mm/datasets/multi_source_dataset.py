@@ -200,18 +200,18 @@ class MultiSourceDataset(ConcatDataset):
             the sample's files, source and task. Defaults to False.
 
     Examples:
-        >>> dataset = MultiSourceDataset(
-        ...     task='cls',
-        ...     sources=dict(
-        ...         imagenet=dict(type='mmpretrain.ImageNet',
-        ...                       data_root='data/imagenet', split='train'),
-        ...         inat2021=dict(type='mmpretrain.CustomDataset',
-        ...                       data_root='data/inat2021',
-        ...                       ann_file='meta/train.txt')),
-        ...     pipeline=[dict(type='mmpretrain.LoadImageFromFile'),
-        ...               dict(type='mmpretrain.PackInputs')])
-        >>> dataset[0]['data_samples'].source
-        'imagenet'
+        # train_dataloader.cls.dataset of configs/xlearner/expansion_r50.py
+        # (two of its three sources; each sample's data_samples.source is
+        # 'imagenet' or 'inat2021')
+        dataset = dict(
+            type='MultiSourceDataset', task='cls',
+            pipeline={{_base_.cls_train_pipeline}},
+            sources=dict(
+                imagenet=dict(type='mmpretrain.ImageNet',
+                              data_root='data/imagenet/', split='train'),
+                inat2021=dict(type='mmpretrain.CustomDataset',
+                              data_root='data/inat2021/',
+                              ann_file='meta/train.txt')))
     """
 
     def __init__(self,

@@ -18,7 +18,8 @@ Pieces (each usable on its own):
 - :func:`lambda_grid`, :func:`stratified_holdout`, :func:`select_lambda`,
   :func:`linear_probe`: the lambda search and the final fit.
 - :func:`build_probe_dataloaders` and :func:`run_linear_probe`: the whole
-  protocol from a linear-probe config (``tools/linear_probe.py``).
+  protocol from a linear-probe config (``tools/linear_probe.py``), and
+  :func:`format_probe_table`: its results as the table the tool prints.
 """
 import copy
 import math
@@ -480,3 +481,19 @@ def run_linear_probe(cfg: Config, checkpoint: str) -> dict:
             logger='current')
     average = sum(r['top1'] for r in results.values()) / len(results)
     return dict(datasets=results, average_top1=average)
+
+
+def format_probe_table(results: dict) -> str:
+    """The per-dataset results of :func:`run_linear_probe` and their average
+    as a text table."""
+    header = (f'{"dataset":<16}{"#train":>8}{"#val":>8}{"#test":>8}'
+              f'{"best lambda":>13}{"top-1":>8}')
+    lines = [header, '-' * len(header)]
+    for name, res in results['datasets'].items():
+        lines.append(f'{name:<16}{res["num_train"]:>8}{res["num_val"]:>8}'
+                     f'{res["num_test"]:>8}{res["best_lambda"]:>13.3g}'
+                     f'{res["top1"]:>8.2f}')
+    lines.append('-' * len(header))
+    lines.append(f'{"average":<16}{"":>8}{"":>8}{"":>8}{"":>13}'
+                 f'{results["average_top1"]:>8.2f}')
+    return '\n'.join(lines)

@@ -116,12 +116,10 @@ class DataModelConsistencyHook(Hook):
     alone.
 
     Examples:
-        It is one of the default hooks of ``configs/_base_/default_runtime.py``:
-
-        .. code-block:: python
-
-            default_hooks = dict(
-                data_model_check=dict(type='DataModelConsistencyHook'))
+        # configs/_base_/default_runtime.py: in default_hooks, so that every
+        # config that inherits it keeps the check
+        default_hooks = dict(
+            data_model_check=dict(type='DataModelConsistencyHook'))
     """
     priority = 'VERY_HIGH'
 

@@ -68,6 +68,18 @@ class MagnitudePruningHook(Hook):
         patterns (Sequence[str]): ``fnmatch`` patterns of the prunable
             parameter names. Defaults to the sub-backbones and the
             reconciliation layers.
+
+    Examples:
+        # configs/xlearner/prune_r50.py: the Expansion checkpoint pruned to
+        # one ResNet-50's number of conv weights, then fine-tuned with
+        # reconciliation on from the start
+        load_from = 'work_dirs/expansion_r50/iter_150000.pth'
+        custom_hooks = [
+            dict(type='RandomStateHook'),
+            dict(type='ReconciliationSwitchHook', tau=0),
+            dict(type='MagnitudePruningHook', keep_params='one_stream',
+                 scope='global'),
+        ]
     """
 
     priority = 'ABOVE_NORMAL'

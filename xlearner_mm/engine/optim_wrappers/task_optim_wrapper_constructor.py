@@ -81,13 +81,16 @@ class TaskOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     they match whole task names:
 
     Examples:
-        >>> optim_wrapper = dict(
-        ...     constructor='TaskOptimWrapperConstructor',
-        ...     optimizer=dict(type='SGD', lr=0.2, momentum=0.9),
-        ...     paramwise_cfg=dict(custom_keys={
-        ...         'backbone.streams.det.': dict(lr_mult=0.1),
-        ...         'neck.reconcilers.det.': dict(lr_mult=0.1),
-        ...         'task_models.det.': dict(lr_mult=0.1)}))
+        # configs/xlearner/expansion_r50.py with its base schedule
+        # (configs/_base_/schedules/expansion_multistep.py)
+        optim_wrapper = dict(
+            type='OptimWrapper', constructor='TaskOptimWrapperConstructor',
+            optimizer=dict(type='SGD', lr=0.2, momentum=0.9,
+                           weight_decay=1e-4),
+            paramwise_cfg=dict(custom_keys={
+                'backbone.streams.det.': dict(lr_mult=0.1),
+                'neck.reconcilers.det.': dict(lr_mult=0.1),
+                'task_models.det.': dict(lr_mult=0.1)}))
     """
 
     def __call__(self, model):

@@ -56,6 +56,11 @@ class TaskStream(nn.Module):
 
     Args:
         task (str): The task whose stream this is.
+
+    Examples:
+        # Not written in configs: XLearner sets the backbone of each task
+        # model, e.g. of model.task_models.det, to
+        backbone = dict(type='xlearner_mm.TaskStream', task='det')
     """
 
     def __init__(self, task: str) -> None:
@@ -152,6 +157,23 @@ class XLearner(BaseModel):
             the task's loss shared by the task's sources (see
             :meth:`parse_losses`). Defaults to None.
         init_cfg (dict, optional): Defaults to None.
+
+    Examples:
+        # configs/_base_/models/xlearner_r50_cls_det.py in outline. Each task
+        # model is a stock model config of its codebase, with per-source
+        # heads: ``cls_classifier`` is an ``mmpretrain.ImageClassifier``
+        # (``_scope_='mmpretrain'``) with a MultiSourceClsHead,
+        # ``faster_rcnn`` an ``mmdet.FasterRCNN`` (``_scope_='mmdet'``) with
+        # a MultiSourceRoIHead.
+        model = dict(
+            type='XLearner',
+            backbone=dict(
+                type='ExpandedBackbone',
+                backbone=dict(type='mmdet.ResNet', depth=50,
+                              out_indices=(0, 1, 2, 3))),
+            neck=dict(type='ReconciliationNeck', groups=32,
+                      out_levels=dict(cls=(3, ))),
+            task_models=dict(cls=cls_classifier, det=faster_rcnn))
     """
 
     def __init__(self,

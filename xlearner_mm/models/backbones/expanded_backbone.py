@@ -51,6 +51,18 @@ class ExpandedBackbone(BaseModule):
         out_channels (dict[str, tuple[int]]): Channels :math:`C_i^t` of each
             task's D levels.
         out_strides (dict[str, tuple[int]]): Output stride of each level.
+
+    Examples:
+        # model.backbone of configs/xlearner/expansion_r50.py (XLearner fills
+        # in ``tasks``), with the det stream loaded from a detector
+        backbone = dict(
+            type='ExpandedBackbone',
+            backbone=dict(
+                type='mmdet.ResNet', depth=50, out_indices=(0, 1, 2, 3),
+                norm_cfg=dict(type='BN', requires_grad=True), style='pytorch'),
+            stream_overrides=dict(det=dict(init_cfg=dict(
+                type='Pretrained', checkpoint='faster_rcnn.pth',
+                prefix='backbone.'))))
     """
 
     def __init__(self,

@@ -23,6 +23,11 @@ class GuidanceLayer(BaseModule):
         out_channels (int): C_teacher.
         norm_cfg (dict): Normalization layer. Defaults to BN.
         init_cfg (dict, optional): Initialization config. Defaults to None.
+
+    Examples:
+        # model.guidance of configs/xlearner/squeeze_r50.py; the distiller
+        # fills in in_channels and out_channels per task and level
+        guidance = dict(type='GuidanceLayer', norm_cfg=dict(type='BN'))
     """
 
     def __init__(self,

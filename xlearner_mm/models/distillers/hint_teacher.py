@@ -44,6 +44,18 @@ class HintTeacher(FrozenTeacherMixin, BaseModule):
         loss_weight (float): Defaults to 1.0.
         norm_cfg (dict): Norm layer of the guidance layers. Defaults to BN.
         init_cfg (dict, optional): Of the guidance layers. Defaults to None.
+
+    Examples:
+        # XLearner builds it from an entry of model.hint_teachers, here the
+        # cls entry of configs/xlearner/expansion_r50_plusplus.py, adding
+        # the type, the task and the stream's channels and strides
+        hint_teacher = dict(
+            type='HintTeacher', task='cls', levels=(3, ), loss_weight=1.0,
+            in_channels=(256, 512, 1024, 2048), in_strides=(4, 8, 16, 32),
+            backbone=dict(type='mmpretrain.ResNet', depth=50,
+                          out_indices=(0, 1, 2, 3),
+                          init_cfg=dict(type='ZooPretrained',
+                                        checkpoint=cls_teacher)))
     """
 
     def __init__(self,

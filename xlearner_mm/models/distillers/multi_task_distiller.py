@@ -62,6 +62,17 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
             ``(-1, )``, the last level.
         level_weights (Sequence[float], optional): A weight per hinted level.
             Defaults to 1 for each.
+
+    Examples:
+        # configs/xlearner/squeeze_r50.py (its base is expansion_r50.py): the
+        # student is the Expansion streams' ResNet-50, the last level hinted
+        model = dict(
+            _delete_=True, type='MultiTaskDistiller',
+            teacher={{_base_.model}},
+            teacher_checkpoint='work_dirs/expansion_r50/iter_150000.pth',
+            student={{_base_.model.backbone.backbone}},
+            guidance=dict(type='GuidanceLayer', norm_cfg=dict(type='BN')),
+            hint_levels=(-1, ))
     """
 
     def __init__(self,

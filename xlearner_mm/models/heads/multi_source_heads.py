@@ -150,6 +150,17 @@ class MultiSourceClsHead(MultiSourceHeadMixin, BaseModule):
             with ``heads=dict(imagenet=dict(num_classes=1000))``.
             Defaults to None.
         init_cfg (dict, optional): Defaults to None.
+
+    Examples:
+        # model.task_models.cls.head of configs/xlearner/expansion_r50.py (in
+        # the task model's scope, mmpretrain, this class takes its prefix)
+        head = dict(
+            type='xlearner_mm.MultiSourceClsHead',
+            shared=dict(type='LinearClsHead', in_channels=2048, topk=(1, 5),
+                        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+            heads=dict(imagenet=dict(num_classes=1000),
+                       inat2021=dict(num_classes=10000),
+                       places365=dict(num_classes=365)))
     """
 
     def __init__(self,
@@ -203,6 +214,20 @@ class MultiSourceDecodeHead(MultiSourceHeadMixin, BaseModule):
         shared (dict, optional): Config common to all heads, merged under
             each entry of ``heads``. Defaults to None.
         init_cfg (dict, optional): Defaults to None.
+
+    Examples:
+        # model.task_models.seg.decode_head of configs/demo/expansion_demo.py
+        # (in the task model's scope, mmseg, this class takes its prefix)
+        decode_head = dict(
+            type='xlearner_mm.MultiSourceDecodeHead',
+            shared=dict(
+                type='FCNHead', in_channels=128, in_index=3, channels=32,
+                num_convs=1, concat_input=False, dropout_ratio=0.1,
+                norm_cfg=dict(type='BN', requires_grad=True),
+                align_corners=False,
+                loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                                 loss_weight=1.0)),
+            heads=dict(ade=dict(num_classes=4)))
     """
 
     def __init__(self,
@@ -267,6 +292,31 @@ class MultiSourceRoIHead(MultiSourceHeadMixin, BaseModule):
         train_cfg (dict, optional): Filled in by the detector (rcnn part).
         test_cfg (dict, optional): Filled in by the detector (rcnn part).
         init_cfg (dict, optional): Defaults to None.
+
+    Examples:
+        # model.task_models.det.roi_head of configs/xlearner/expansion_r50.py
+        # (in the task model's scope, mmdet, this class takes its prefix)
+        roi_head = dict(
+            type='xlearner_mm.MultiSourceRoIHead',
+            shared=dict(
+                type='StandardRoIHead',
+                bbox_roi_extractor=dict(
+                    type='SingleRoIExtractor', out_channels=256,
+                    roi_layer=dict(type='RoIAlign', output_size=7,
+                                   sampling_ratio=0),
+                    featmap_strides=[4, 8, 16, 32]),
+                bbox_head=dict(
+                    type='Shared2FCBBoxHead', in_channels=256,
+                    fc_out_channels=1024, roi_feat_size=7,
+                    reg_class_agnostic=False,
+                    bbox_coder=dict(type='DeltaXYWHBBoxCoder',
+                                    target_means=[0., 0., 0., 0.],
+                                    target_stds=[0.1, 0.1, 0.2, 0.2]),
+                    loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                                  loss_weight=1.0),
+                    loss_bbox=dict(type='L1Loss', loss_weight=1.0))),
+            heads=dict(coco=dict(bbox_head=dict(num_classes=80)),
+                       objects365=dict(bbox_head=dict(num_classes=365))))
     """
 
     def __init__(self,

@@ -147,6 +147,12 @@ class ReconciliationNeck(BaseModule):
         act_cfg (dict): Defaults to ``dict(type='ReLU')``.
         init_cfg (dict | list[dict]): Defaults to Glorot (Xavier) uniform on
             the convs, as in the paper.
+
+    Examples:
+        # model.neck of configs/xlearner/expansion_r50.py: the classifier
+        # reads the last level only
+        neck = dict(
+            type='ReconciliationNeck', groups=32, out_levels=dict(cls=(3, )))
     """
 
     def __init__(self,

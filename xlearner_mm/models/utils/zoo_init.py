@@ -77,6 +77,15 @@ class ZooPretrainedInit:
         task (str, optional): Stream to take from an Expansion checkpoint.
             Required for that layout only. Defaults to None.
         map_location (str): Defaults to ``'cpu'``.
+
+    Examples:
+        # the det teacher's backbone in
+        # configs/xlearner/expansion_r50_plusplus.py: the ``backbone.*`` keys
+        # of an mmdet Faster R-CNN checkpoint
+        init_cfg = dict(type='ZooPretrained', checkpoint=det_teacher)
+        # one stream of an Expansion checkpoint
+        init_cfg = dict(type='ZooPretrained', task='det',
+                        checkpoint='work_dirs/expansion_r50/iter_150000.pth')
     """
 
     def __init__(self,
