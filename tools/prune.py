@@ -24,7 +24,7 @@ from xlearner_mm.models.pruning import (DEFAULT_PRUNABLE, MagnitudePruner,
                                         format_report, sparsity_report)
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import atomic_torch_save, register_all_modules
-from xlearner_mm.utils.torch_compat import load_checkpoint
+from xlearner_mm.utils.compat import load_checkpoint
 
 
 def parse_args(argv=None):

@@ -31,7 +31,7 @@ from xlearner_mm.models.architectures.xlearner import _HEAD_KEYS
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import atomic_torch_save, register_all_modules
 from xlearner_mm.utils.checkpoint_file import check_checkpoint_file
-from xlearner_mm.utils.torch_compat import load_checkpoint
+from xlearner_mm.utils.compat import load_checkpoint
 
 STUDENT_PREFIX = 'student.'
 GUIDANCE_PREFIX = 'guidance.'
@@ -42,7 +42,7 @@ NECK_PREFIX = 'neck.'
 
 def load_checkpoint_file(path: str, key: str = 'checkpoint') -> dict:
     """The checkpoint at ``path`` on the CPU, read safely
-    (:func:`xlearner_mm.utils.torch_compat.load_checkpoint`: with
+    (:func:`xlearner_mm.utils.compat.load_checkpoint`: with
     ``weights_only=True`` and the classes mmengine pickles allow-listed, on
     torch>=2.4), with clear errors.
 

@@ -26,6 +26,8 @@ from xlearner_mm.utils.checkpoint_file import (CheckpointFileError,
                                                check_checkpoint_file,
                                                checkpoint_problem)
 from xlearner_mm.utils import unwrap_model
+from xlearner_mm.utils.compat import (runner_load_from, runner_resumes,
+                                      set_runner_load_from)
 
 # The expanded backbone and its reconciliation layers; the task models'
 # heads may legitimately differ (other label spaces when fine-tuning).
@@ -90,6 +92,12 @@ class CheckpointConsistencyHook(Hook):
     checkpoint's expanded backbone has other tasks, or its backbone and neck
     other keys or shapes (levels, widths), than the model of the config.
     Models other than :class:`XLearner` are left alone.
+
+    Examples:
+        In ``default_hooks`` (``configs/_base_/default_runtime.py``):
+
+        >>> default_hooks = dict(
+        ...     checkpoint_check=dict(type='CheckpointConsistencyHook'))
     """
     priority = 'VERY_HIGH'
 
@@ -98,21 +106,22 @@ class CheckpointConsistencyHook(Hook):
         before the Runner reads it; an automatic resume whose latest
         checkpoint is damaged resumes from the newest intact one instead
         (the damaged file is kept)."""
-        if runner._load_from is not None:
-            check_checkpoint_file(
-                runner._load_from,
-                '--resume CKPT / load_from' if runner._resume else 'load_from')
-        elif runner._resume:
+        load_from, resume = runner_load_from(runner), runner_resumes(runner)
+        if load_from is not None:
+            key = '--resume CKPT / load_from' if resume else 'load_from'
+            check_checkpoint_file(load_from, key)
+        elif resume:
             intact = newest_intact_checkpoint(runner.work_dir)
             if intact is not None:
-                runner._load_from = intact
+                set_runner_load_from(runner, intact)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         model = unwrap_model(runner.model)
         if not isinstance(model, XLearner):
             return
         # The file Runner.load_or_resume reads (the hook is not told).
-        path = runner._load_from or find_latest_checkpoint(runner.work_dir)
+        path = runner_load_from(runner) or find_latest_checkpoint(
+            runner.work_dir)
         problems = checkpoint_mismatches(
             _expansion_state(model.state_dict()),
             _expansion_state(checkpoint.get('state_dict', checkpoint)),

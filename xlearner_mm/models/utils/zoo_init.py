@@ -152,7 +152,7 @@ class ZooPretrainedInit:
             f'{type(module).__name__}', logger='current')
         for sub in module.modules():
             if sub is not module and isinstance(sub, BaseModule):
-                sub._is_init = True
+                sub.is_init = True
         if getattr(module, 'zero_init_residual', False):
             module.zero_init_residual = False
         if hasattr(module, '_params_init_info'):
