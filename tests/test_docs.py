@@ -8,15 +8,6 @@ from mmengine.registry import Registry
 import xlearner_mm.registry
 from xlearner_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-# Classes without an example yet, in files that the branch i11-engine edits
-# (issue 11), where they get one. Empty this set when merging it.
-PENDING = {
-    'AtomicCheckpointHook', 'CPUAmpOptimWrapper',
-    'MultiTaskIterBasedTrainLoop', 'MultiTaskTestLoop', 'MultiTaskValLoop',
-    'RandomStateHook'
-}
-
-
 def registered_classes() -> dict:
     """``{registered name: (registry, class)}`` of every class of xlearner_mm
     in its registries, and in their parents, mmengine's root registries (the
@@ -52,21 +43,15 @@ def test_every_registered_class_has_a_config_example():
     classes = registered_classes()
     assert {'XLearner', 'ZooPretrained', 'TaskOptimWrapperConstructor'} <= \
         set(classes)
-    assert PENDING <= set(classes), \
-        f'not registered, yet PENDING: {sorted(PENDING - set(classes))}'
-    missing, done = [], []
+    missing = []
     for name, (registry, cls) in sorted(classes.items()):
         # mmengine's build_optim_wrapper reads `optim_wrapper.constructor`.
         key = ('constructor'
                if registry is OPTIM_WRAPPER_CONSTRUCTORS else 'type')
         pattern = rf"{key}=(['\"])(xlearner_mm\.)?{name}\1"
-        if re.search(pattern, examples_section(cls)):
-            if name in PENDING:
-                done.append(name)
-        elif name not in PENDING:
+        if not re.search(pattern, examples_section(cls)):
             missing.append(f"{cls.__module__}.{cls.__qualname__} "
                            f"({key}='{name}')")
     assert not missing, (
         'These registered classes have no config example naming them in an '
         '`Examples:` section of their docstring: ' + ', '.join(missing))
-    assert not done, f'{done} have examples now: remove them from PENDING'

@@ -30,7 +30,7 @@ from torch.utils.data import Sampler
 
 import xlearner_mm  # noqa: F401  (checkpoint allow-list for resuming)
 from _tools import REPO_ROOT
-from xlearner_mm.engine import DataLoaderGroup
+from xlearner_mm.engine import MultiTaskDataLoader
 from xlearner_mm.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS
 
 
@@ -248,13 +248,6 @@ def get_hook(runner: Runner, hook_type: type) -> Hook:
     return hook
 
 
-@pytest.fixture(autouse=True)
-def no_restart_pause(monkeypatch):
-    """mmengine's _InfiniteDataloaderIterator sleeps 2 s whenever it
-    restarts a dataloader (against worker deadlocks); these use no workers."""
-    monkeypatch.setattr('mmengine.runner.loops.time.sleep', lambda _: None)
-
-
 def test_train_loop_one_batch_per_task(tmp_path):
     runner = train(make_cfg(tmp_path, max_iters=6, val=False))
     records = runner.model.train_records
@@ -272,7 +265,7 @@ def test_train_loop_one_batch_per_task(tmp_path):
 
     # What mmengine's hooks and checkpoints read of runner.train_dataloader.
     group = runner.train_dataloader
-    assert isinstance(group, DataLoaderGroup)
+    assert isinstance(group, MultiTaskDataLoader)
     assert set(group.dataloaders) == {'cls', 'det'}
     assert len(group) == 3  # the longest task dataloader
     metainfo = {
@@ -284,6 +277,17 @@ def test_train_loop_one_batch_per_task(tmp_path):
     checkpoint = torch.load(osp.join(tmp_path, 'iter_6.pth'))
     assert checkpoint['meta']['dataset_meta'] == metainfo
     assert len(checkpoint['random_states']) == 1
+
+
+def test_fast_forward_only_before_the_first_batch(tmp_path):
+    """A started iterator has drawn indices beyond its batch (workers
+    prefetch), so its sampler cannot skip from there."""
+    batches = build_runner(make_cfg(tmp_path, val=False)).train_dataloader
+    batch = next(iter(batches))
+    assert {task: len(b['inputs']) for task, b in batch.items()} == dict(
+        cls=2, det=3)
+    with pytest.raises(RuntimeError, match='before the first batch'):
+        batches.fast_forward(1)
 
 
 def test_eval_loops_every_name_with_its_task(tmp_path):

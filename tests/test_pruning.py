@@ -21,7 +21,8 @@ from xlearner_mm.engine.hooks import MagnitudePruningHook
 from xlearner_mm.models.pruning import (MagnitudePruner, apply_masks,
                                         mask_gradients, prunable_weights,
                                         sparsity_report, stream_weight_count)
-from xlearner_mm.utils.torch_compat import load_checkpoint
+from xlearner_mm.models.pruning.magnitude_pruning import PRUNABLE_LAYERS
+from xlearner_mm.utils.compat import load_checkpoint
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import register_all_modules
 
@@ -151,6 +152,17 @@ def test_only_conv_linear_weights_of_the_patterns_change(model):
     for name, value in state.items():
         if name not in pruned:  # other streams, BN, biases, heads, buffers
             assert torch.equal(value, before[name]), name
+
+
+def test_every_torch_conv_is_prunable():
+    """PRUNABLE_LAYERS names torch's public conv classes; a conv class that
+    a new torch adds must join them."""
+    convs = {
+        cls for cls in vars(nn).values() if isinstance(cls, type)
+        and issubclass(cls, nn.modules.conv._ConvNd)
+    }
+    assert convs and all(issubclass(cls, PRUNABLE_LAYERS) for cls in convs), \
+        [cls.__name__ for cls in convs if not issubclass(cls, PRUNABLE_LAYERS)]
 
 
 # ---------------------------------------------------------------- bad input

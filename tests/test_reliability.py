@@ -28,7 +28,7 @@ from torch import nn
 import xlearner_mm  # noqa: F401  (checkpoint allow-list for resuming)
 from xlearner_mm.datasets import MultiSourceDataset
 from xlearner_mm.engine import AtomicLocalBackend, check_data_model_consistency
-from xlearner_mm.utils.torch_compat import load_checkpoint
+from xlearner_mm.utils.compat import load_checkpoint
 from xlearner_mm.registry import DATASETS, MODELS
 from xlearner_mm.utils import register_all_modules
 

@@ -395,7 +395,7 @@ def measure_runner_overhead(args) -> dict:
         task: list(itertools.islice(loader, iters))
         for task, loader in loaders.items()
     }
-    runner.train_loop.dataloaders = {
+    runner.train_loop.dataloader.dataloaders = {
         task: InMemoryBatches(batches[task], loaders[task].dataset)
         for task in loaders
     }

@@ -1,3 +1,4 @@
+import bisect
 import copy
 import logging
 import os
@@ -14,11 +15,11 @@ from xlearner_mm.registry import DATASETS
 def _local_paths(cfg: dict) -> List[Tuple[str, str]]:
     """The local paths a dataset config points at.
 
-    Paths are joined with ``data_root`` the way
-    :meth:`mmengine.dataset.BaseDataset._join_prefix` does (an absolute path
-    is kept as is). Remote paths (``s3://...``) and configs read through a
-    non-local file backend are left out: they cannot be checked with
-    ``os.path``.
+    Paths are joined with ``data_root`` the way mmengine's
+    :class:`~mmengine.dataset.BaseDataset` joins its ``ann_file`` and
+    ``data_prefix`` (an absolute path is kept as is). Remote paths
+    (``s3://...``) and configs read through a non-local file backend are
+    left out: they cannot be checked with ``os.path``.
 
     Args:
         cfg (dict): A dataset config with optional ``data_root``,
@@ -387,7 +388,10 @@ class MultiSourceDataset(ConcatDataset):
         if not -len(self) <= idx < len(self):
             raise IndexError(f'Index {idx} out of range for the {len(self)} '
                              f'samples of task {self.task!r}')
-        source_idx, sample_idx = self._get_ori_dataset_idx(idx)
+        # torch's ConcatDataset lookup, on its public cumulative sizes.
+        idx %= len(self)
+        source_idx = bisect.bisect_right(self.cumulative_sizes, idx)
+        sample_idx = idx - ([0] + self.cumulative_sizes)[source_idx]
         name = self.source_names[source_idx]
         data = self._load(source_idx, sample_idx)
         if isinstance(data, dict) and isinstance(

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from torch import Tensor
 
 from xlearner_mm.utils.checkpoint_file import check_checkpoint_file
-from xlearner_mm.utils.torch_compat import load_checkpoint
+from xlearner_mm.utils.compat import load_checkpoint
 
 # Where a DDP-wrapped model's state dict puts every key.
 _DDP_PREFIX = 'module.'
@@ -42,7 +42,7 @@ def read_checkpoint(path: str, key: str = 'checkpoint',
 
     A local file is checked first (missing, truncated or corrupt files raise
     an error naming ``key``, the argument or config key the path came from)
-    and read safely (:func:`xlearner_mm.utils.torch_compat.load_checkpoint`:
+    and read safely (:func:`xlearner_mm.utils.compat.load_checkpoint`:
     ``weights_only=True`` with mmengine's classes allow-listed, on
     torch>=2.4). An URL (``torchvision://resnet50``, ``https://...``) is read
     by mmengine's ``CheckpointLoader``. A bare state dict gets an empty

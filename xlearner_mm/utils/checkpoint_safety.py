@@ -1,5 +1,5 @@
 """Let ``torch.load(weights_only=True)`` read mmengine checkpoints
-(torch>=2.4; see :func:`xlearner_mm.utils.torch_compat.load_checkpoint`).
+(torch>=2.4; see :func:`xlearner_mm.utils.compat.load_checkpoint`).
 
 torch>=2.6 loads with ``weights_only=True`` by default. mmengine 0.10.7 pickles
 its :class:`HistoryBuffer` (and the numpy scalars and dtypes inside it) into the
@@ -17,17 +17,17 @@ class state that ``__setstate__`` rebuilds anyway (defaults, plus whatever
 """
 import numpy as np
 
-from .torch_compat import add_safe_globals
+from .compat import add_safe_globals
 
 
 def _numpy_globals():
     """The numpy reconstructors and types a pickled numpy array/scalar refers to."""
-    try:  # numpy>=2 moved np.core to np._core (np.core warns there)
-        from numpy._core import multiarray
-    except ImportError:
-        from numpy.core import multiarray
-    globals_ = [np.ndarray, np.dtype, multiarray._reconstruct,  # noqa: SLF001
-                multiarray.scalar]
+    # numpy names the functions that rebuild an array and a scalar in its
+    # pickles; asking it (``__reduce__``) avoids importing their module,
+    # which numpy 2 made private (``numpy.core`` warns there).
+    reconstruct = np.ndarray(0).__reduce__()[0]
+    scalar = np.float64(0).__reduce__()[0]
+    globals_ = [np.ndarray, np.dtype, reconstruct, scalar]
     # ``np.dtype(np.float64)`` pickles as its class, e.g. ``numpy.dtypes.Float64DType``.
     globals_ += [type(np.dtype(t)) for t in (
         np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,

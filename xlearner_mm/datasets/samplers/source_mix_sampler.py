@@ -20,19 +20,41 @@ class SourceMixSampler(MultiSourceSampler):
     the ``r``-th on, so ranks see different samples.
 
     Examples:
-        A task's dataloader in ``train_dataloader``; the multi-task loop
-        gives the sampler the loader's ``batch_size`` (a different sampler
-        ``batch_size`` is refused: the loader must cut the index stream at
-        the sampler's batches):
+        A sampler draws the batches of one task's dataloader in
+        ``train_dataloader``, which maps every task to its own dataloader.
+        Here every classification batch of 64 holds 32 ImageNet, 16
+        iNat2021 and 16 Places365 images, and every segmentation batch of 8
+        holds ADE20K and COCO-Stuff images in proportion to their sizes. The
+        multi-task loop gives each sampler its loader's ``batch_size``; a
+        different sampler ``batch_size`` is refused, since the loader must
+        cut the index stream at the sampler's batches:
 
         >>> train_dataloader = dict(
         ...     cls=dict(
         ...         batch_size=64,
         ...         num_workers=8,
         ...         sampler=dict(type='SourceMixSampler',
-        ...                      source_ratio=dict(imagenet=2, inat2021=1)),
-        ...         dataset=dict(type='MultiSourceDataset', task='cls',
-        ...                      sources=dict(imagenet=..., inat2021=...))))
+        ...                      source_ratio=dict(imagenet=2, inat2021=1,
+        ...                                        places365=1)),
+        ...         dataset=dict(
+        ...             type='MultiSourceDataset',
+        ...             task='cls',
+        ...             pipeline=cls_train_pipeline,
+        ...             sources=dict(imagenet=imagenet_train,
+        ...                          inat2021=inat2021_train,
+        ...                          places365=places365_train))),
+        ...     seg=dict(
+        ...         batch_size=8,
+        ...         num_workers=4,
+        ...         sampler=dict(type='SourceMixSampler'),  # 'size'
+        ...         dataset=dict(
+        ...             type='MultiSourceDataset',
+        ...             task='seg',
+        ...             pipeline=seg_train_pipeline,
+        ...             sources=dict(ade20k=ade20k_train,
+        ...                          coco_stuff=coco_stuff_train))))
+        >>> train_cfg = dict(type='MultiTaskIterBasedTrainLoop',
+        ...                  max_iters=150000)
 
     Args:
         dataset (MultiSourceDataset): The task's dataset; its

@@ -62,6 +62,13 @@ class AtomicCheckpointHook(CheckpointHook):
       ``before_train``.
 
     Arguments: those of :class:`mmengine.hooks.CheckpointHook`.
+
+    Examples:
+        In ``default_hooks``, in place of mmengine's CheckpointHook:
+
+        >>> default_hooks = dict(
+        ...     checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False,
+        ...                     interval=5000, max_keep_ckpts=3))
     """
 
     def before_train(self, runner) -> None:
@@ -89,7 +96,11 @@ class AtomicCheckpointHook(CheckpointHook):
     def _save_checkpoint_with_step(self, runner, step, meta):
         """mmengine's ``_save_checkpoint_with_step`` in a safe order: save
         the new checkpoint, point ``last_checkpoint`` at it, and only then
-        remove the checkpoint that ``max_keep_ckpts`` pushes out."""
+        remove the checkpoint that ``max_keep_ckpts`` pushes out.
+
+        A private method of CheckpointHook, which calls it for every save;
+        no public hook point lies between its steps
+        (``tests/test_compat.py`` checks that it is still called)."""
         outdated = None
         # The same bookkeeping as mmengine's (_save_checkpoint and
         # _save_best_checkpoint may both save at one step).
@@ -149,8 +160,8 @@ class AtomicCheckpointHook(CheckpointHook):
         for remove, path in deferred:
             remove(backend, path)
 
-    def _save_best_checkpoint(self, runner, metrics) -> None:
-        """mmengine's, but the previous best checkpoint is removed after the
-        new best one is saved, not before."""
+    def after_val_epoch(self, runner, metrics) -> None:
+        """mmengine's (save the best checkpoint), but the previous best
+        checkpoint is removed after the new best one is saved, not before."""
         with self._removals_deferred():
-            super()._save_best_checkpoint(runner, metrics)
+            super().after_val_epoch(runner, metrics)

@@ -25,6 +25,8 @@ from xlearner_mm.utils.checkpoint_file import (CheckpointFileError,
                                                check_checkpoint_file,
                                                checkpoint_problem)
 from xlearner_mm.utils import unwrap_model
+from xlearner_mm.utils.compat import (runner_load_from, runner_resumes,
+                                      set_runner_load_from)
 
 
 def newest_intact_checkpoint(work_dir: str) -> Optional[str]:
@@ -96,14 +98,14 @@ class CheckpointConsistencyHook(Hook):
         before the Runner reads it; an automatic resume whose latest
         checkpoint is damaged resumes from the newest intact one instead
         (the damaged file is kept)."""
-        if runner._load_from is not None:
-            check_checkpoint_file(
-                runner._load_from,
-                '--resume CKPT / load_from' if runner._resume else 'load_from')
-        elif runner._resume:
+        load_from, resume = runner_load_from(runner), runner_resumes(runner)
+        if load_from is not None:
+            key = '--resume CKPT / load_from' if resume else 'load_from'
+            check_checkpoint_file(load_from, key)
+        elif resume:
             intact = newest_intact_checkpoint(runner.work_dir)
             if intact is not None:
-                runner._load_from = intact
+                set_runner_load_from(runner, intact)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Save the model's :class:`TaskLayout` in ``meta['task_layout']``:
@@ -118,7 +120,8 @@ class CheckpointConsistencyHook(Hook):
         if not isinstance(model, XLearner):
             return
         # The file Runner.load_or_resume reads (the hook is not told).
-        path = runner._load_from or find_latest_checkpoint(runner.work_dir)
+        path = runner_load_from(runner) or find_latest_checkpoint(
+            runner.work_dir)
         saved = TaskLayout.from_meta(checkpoint.get('meta') or {})
         # Sources may differ: fine-tuning on other data keeps the streams.
         problems = saved.differences(

@@ -64,12 +64,12 @@ class RandomStateHook(Hook):
     * Read in ``after_load_checkpoint``, which ``Runner.load_checkpoint``
       calls both for ``load_from`` (weights only) and for ``resume``. They
       are not applied there: ``Runner.resume`` goes on to reseed every
-      generator (``set_randomness``) and the train loop then advances its
-      dataloaders. Only ``Runner.resume`` sets ``runner.iter`` to the
+      generator (``set_randomness``) and the train loop then positions its
+      data. Only ``Runner.resume`` sets ``runner.iter`` to the
       checkpoint's iteration, so the states are applied in
       ``before_train_epoch`` when ``runner.iter`` is that iteration
-      (:class:`MultiTaskIterBasedTrainLoop` has positioned its data
-      iterators by then) and dropped otherwise (``load_from``).
+      (:class:`MultiTaskIterBasedTrainLoop` positions its data before the
+      ``before_train`` hooks) and dropped otherwise (``load_from``).
     * Validation during training runs between taking the states and the next
       iteration, but a resumed run does not repeat the validation that
       followed its checkpoint. So ``before_val`` saves this rank's states and
@@ -79,6 +79,9 @@ class RandomStateHook(Hook):
     Not covered: the generators of dataloader workers (``num_workers > 0``),
     which mmengine reseeds when they start, and checkpoints resumed with
     another number of ranks, which restore nothing and warn.
+
+    Examples:
+        >>> custom_hooks = [dict(type='RandomStateHook')]
     """
 
     priority = 'LOW'

@@ -5,7 +5,10 @@ from mmengine.logging import print_log
 from torch.nn.parallel import DistributedDataParallel
 
 from xlearner_mm.registry import HOOKS
+from xlearner_mm.structures import TaskLayout
 from xlearner_mm.utils import unwrap_model
+from xlearner_mm.utils.compat import (ddp_ignore_params_and_buffers,
+                                      ddp_remove_autograd_hooks)
 
 
 @HOOKS.register_module()
@@ -35,9 +38,38 @@ class ReconciliationSwitchHook(Hook):
     although the model it saves has them switched on.
 
     Examples:
-        >>> custom_hooks = [dict(type='ReconciliationSwitchHook', tau=15000)]
-        >>> train_cfg = dict(type='MultiTaskIterBasedTrainLoop',
-        ...                  max_iters=150000)
+        The demo Expansion (``configs/demo/expansion_demo.py``): three tasks
+        whose sub-backbones train apart for 40 of 120 iterations. The hook
+        needs a model with a reconciliation neck and the per-task
+        dataloaders of :class:`MultiTaskIterBasedTrainLoop`: every iteration
+        has a batch of every task, so from tau on every reconciliation layer
+        gets a gradient.
+
+        >>> model = dict(
+        ...     type='XLearner',
+        ...     backbone=dict(type='ExpandedBackbone',
+        ...                   backbone=dict(type='mmdet.ResNet', depth=18)),
+        ...     neck=dict(type='ReconciliationNeck', groups=4),
+        ...     task_models=dict(cls=..., det=..., seg=...))
+        >>> custom_hooks = [dict(type='RandomStateHook'),
+        ...                 dict(type='ReconciliationSwitchHook', tau=40)]
+        >>> train_cfg = dict(type='MultiTaskIterBasedTrainLoop', max_iters=120)
+        >>> def _train_loader(task, batch_size, pipeline, sources):
+        ...     return dict(
+        ...         batch_size=batch_size, num_workers=1,
+        ...         sampler=dict(type='SourceMixSampler',
+        ...                      source_ratio=[1] * len(sources)),
+        ...         dataset=dict(type='MultiSourceDataset', task=task,
+        ...                      pipeline=pipeline, sources=sources))
+        >>> train_dataloader = dict(
+        ...     cls=_train_loader('cls', 8, cls_train_pipeline,
+        ...                       dict(folder_cls=demo_folder_cls_train,
+        ...                            annfile_cls=demo_annfile_cls_train)),
+        ...     det=_train_loader('det', 4, det_train_pipeline,
+        ...                       dict(coco_a=demo_coco_a_train,
+        ...                            coco_b=demo_coco_b_train)),
+        ...     seg=_train_loader('seg', 4, seg_train_pipeline,
+        ...                       dict(ade=demo_ade_train)))
 
     Args:
         tau (int): Number of iterations without reconciliation.
@@ -77,15 +109,14 @@ class ReconciliationSwitchHook(Hook):
             return
         model = self._model(runner)
         ignored = [
-            f'neck.{name}'
+            f'{TaskLayout.NECK}{name}'
             for name, _ in itertools.chain(model.neck.named_parameters(),
                                            model.neck.named_buffers())
         ] if ignore_neck else []
         # The old wrapper's reducer hooks the parameters' gradient
         # accumulators; they must not reduce next to the new ones.
-        runner.model._remove_autograd_hooks()
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-            model, ignored)
+        ddp_remove_autograd_hooks(runner.model)
+        ddp_ignore_params_and_buffers(model, ignored)
         runner.model = runner.wrap_model(
             runner.cfg.get('model_wrapper_cfg'), model)
         self._neck_ignored = ignore_neck

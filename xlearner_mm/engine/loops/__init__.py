@@ -1,7 +1,8 @@
-from .multi_task_loops import (DataLoaderGroup, MultiTaskIterBasedTrainLoop,
-                               MultiTaskTestLoop, MultiTaskValLoop)
+from .multi_task_loops import (DataLoaderGroup, MultiTaskDataLoader,
+                               MultiTaskIterBasedTrainLoop, MultiTaskTestLoop,
+                               MultiTaskValLoop)
 
 __all__ = [
-    'DataLoaderGroup', 'MultiTaskIterBasedTrainLoop', 'MultiTaskValLoop',
-    'MultiTaskTestLoop'
+    'DataLoaderGroup', 'MultiTaskDataLoader', 'MultiTaskIterBasedTrainLoop',
+    'MultiTaskValLoop', 'MultiTaskTestLoop'
 ]

@@ -7,24 +7,25 @@ after another, each by the evaluator of the same name.
 
 The Runner and mmengine's default hooks still read ``loop.dataloader`` (through
 ``runner.train_dataloader`` etc.) as if it were one DataLoader; the loops give
-them a :class:`DataLoaderGroup` there and keep the real dataloaders in
-``loop.dataloaders``.
+them a :class:`DataLoaderGroup` there (for training a
+:class:`MultiTaskDataLoader`, which also yields ``{task: batch}``), whose
+``dataloaders`` are the real ones.
 """
 import inspect
 import logging
-from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
+import time
+from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
+                    Tuple, Union)
 
 import torch
 from mmengine.evaluator import Evaluator
 from mmengine.logging import print_log
 from mmengine.runner import BaseLoop, IterBasedTrainLoop
 from mmengine.runner.amp import autocast
-from mmengine.runner.loops import (_InfiniteDataloaderIterator, _parse_losses,
-                                   _update_losses)
-from mmengine.runner.utils import calc_dynamic_intervals
 from torch.utils.data import DataLoader
 
 from xlearner_mm.registry import DATA_SAMPLERS, LOOPS
+from xlearner_mm.utils.compat import iterator_for_resume_advance
 
 
 class DataLoaderGroup:
@@ -41,8 +42,8 @@ class DataLoaderGroup:
       lengths of its dataloaders combine into it.
 
     It has no ``sampler``, so DistSamplerSeedHook leaves it alone: the samplers
-    start at epoch 0 and the train loop sets their epoch itself whenever it
-    restarts a dataloader.
+    start at epoch 0 and :class:`MultiTaskDataLoader` sets their epoch itself
+    whenever it restarts a dataloader.
 
     Args:
         dataloaders (dict[str, DataLoader]): The real dataloaders, by name.
@@ -60,6 +61,102 @@ class DataLoaderGroup:
     def __len__(self) -> int:
         # Computed on each call, as mmengine's hooks call len(DataLoader).
         return self._combine_lengths(map(len, self.dataloaders.values()))
+
+
+class MultiTaskDataLoader(DataLoaderGroup):
+    """The task dataloaders of training as one endless iterable of
+    ``{task: batch}``, with one batch of every task per item.
+
+    A task's dataloader that runs out is restarted, after its sampler's
+    ``set_epoch`` is given the next epoch, as mmengine's
+    ``IterBasedTrainLoop`` does with its one dataloader; infinite samplers
+    (:class:`SourceMixSampler`, ``InfiniteSampler``) never run out. Its
+    ``len()`` is that of the longest task dataloader (the iterations for
+    every task to see all its data).
+
+    :meth:`fast_forward` starts the tasks' iterators, at the batch where a
+    resumed run goes on.
+
+    Args:
+        dataloaders (dict[str, DataLoader]): The dataloaders, by task.
+    """
+
+    def __init__(self, dataloaders: Dict[str, DataLoader]) -> None:
+        super().__init__(dataloaders, combine_lengths=max)
+        self._iterators: Dict[str, Iterator] = {}
+        self._epochs = dict.fromkeys(dataloaders, 0)
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            yield {task: self._next(task) for task in self.dataloaders}
+
+    def fast_forward(self, num_batches: int) -> None:
+        """Start every task's iterator so that its next batch is the one
+        after ``num_batches`` batches.
+
+        A sampler with ``fast_forward(num_batches)`` (e.g.
+        :class:`SourceMixSampler`) is told to skip them, which loads nothing;
+        any other dataloader loads them and they are discarded, with a
+        warning. With a batch sampler built from config, ``loader.sampler``
+        is torch's default SequentialSampler, so only samplers whose batches
+        are exactly the dataloader's are fast-forwarded.
+
+        Args:
+            num_batches (int): The batches to skip; 0 just starts.
+        """
+        if self._iterators:
+            # A running iterator has drawn (workers prefetch) beyond its
+            # last batch, so its sampler cannot skip from there.
+            raise RuntimeError('fast_forward() must come before the first '
+                               'batch of a MultiTaskDataLoader')
+        for task, loader in self.dataloaders.items():
+            sampler = getattr(loader, 'sampler', None)
+            skips_itself = hasattr(sampler, 'fast_forward')
+            if skips_itself:
+                sampler.fast_forward(num_batches)
+            elif num_batches:
+                print_log(
+                    f'The sampler of task "{task}" '
+                    f'({type(sampler).__name__}) has no `fast_forward`: '
+                    f'loading {num_batches} batches to skip the data that '
+                    'has already been trained.',
+                    logger='current',
+                    level=logging.WARNING)
+            self._iterators[task] = iter(loader)
+            for _ in range(0 if skips_itself else num_batches):
+                self._next(task)
+
+    def _next(self, task: str):
+        """The next batch of ``task``, restarting its dataloader when it has
+        run out."""
+        if task not in self._iterators:
+            self._iterators[task] = iter(self.dataloaders[task])
+        try:
+            return next(self._iterators[task])
+        except StopIteration:
+            self._restart(task)
+            return next(self._iterators[task])
+
+    def _restart(self, task: str) -> None:
+        """Start the next epoch of the dataloader of ``task``."""
+        loader = self.dataloaders[task]
+        self._epochs[task] += 1
+        print_log(
+            f'The dataloader of task "{task}" has run out and restarts with '
+            f'epoch {self._epochs[task]}; an infinite sampler (e.g. '
+            'SourceMixSampler) avoids the restarts.',
+            logger='current',
+            level=logging.WARNING)
+        # Where mmengine's IterBasedTrainLoop looks for `set_epoch`.
+        batch_sampler = getattr(loader, 'batch_sampler', None)
+        for sampler in (getattr(loader, 'sampler', None),
+                        getattr(batch_sampler, 'sampler', None)):
+            if hasattr(sampler, 'set_epoch'):
+                sampler.set_epoch(self._epochs[task])
+                break
+        if getattr(loader, 'num_workers', 0):
+            time.sleep(2)  # as mmengine: no worker deadlock at the restart
+        self._iterators[task] = iter(loader)
 
 
 class _DatasetGroup:
@@ -117,6 +214,16 @@ def _with_sampler_batch_size(loader_cfg: dict, cfg_key: str) -> dict:
     return dict(loader_cfg, sampler=dict(sampler, batch_size=batch_size))
 
 
+class _DataLoaderBuild(BaseLoop):
+    """Builds one dataloader the way every mmengine loop does
+    (``BaseLoop.__init__``: with the runner's seed and its
+    ``randomness.diff_rank_seed``, which the Runner keeps private); it is
+    never run."""
+
+    def run(self) -> None:
+        raise NotImplementedError('_DataLoaderBuild only builds a dataloader')
+
+
 def _build_dataloaders(runner, dataloaders: dict,
                        cfg_key: str) -> Dict[str, DataLoader]:
     """Build every dataloader of ``{name: DataLoader or config}`` as
@@ -144,14 +251,12 @@ def _build_dataloaders(runner, dataloaders: dict,
             f'the values of {not_loaders} are not dicts. A single dataloader '
             f'config must be put under a name: {cfg_key}=dict(<name>=dict('
             'batch_size=..., dataset=...)).')
-    diff_rank_seed = runner._randomness_cfg.get('diff_rank_seed', False)
     built = {}
     for name, loader in dataloaders.items():
         if isinstance(loader, dict):
             loader = _with_sampler_batch_size(loader, f'{cfg_key}.{name}')
         try:
-            built[name] = runner.build_dataloader(
-                loader, seed=runner.seed, diff_rank_seed=diff_rank_seed)
+            built[name] = _DataLoaderBuild(runner, loader).dataloader
         except Exception as error:
             # The re-raise of mmengine's build_from_cfg, naming the loader.
             raise type(error)(f'{cfg_key}["{name}"]: {error}') from error
@@ -162,28 +267,60 @@ def _build_dataloaders(runner, dataloaders: dict,
 class MultiTaskIterBasedTrainLoop(IterBasedTrainLoop):
     """Iteration-based training on several tasks at once.
 
-    Every iteration takes one batch from the dataloader of every task and
-    calls ``runner.model.train_step({task: batch, ...}, optim_wrapper)``.
-    A task's dataloader that runs out is restarted (with the next epoch for
-    its sampler), so finite samplers work, although infinite ones avoid the
-    restarts.
+    ``train_dataloader`` maps every task to its own dataloader. Every
+    iteration takes one batch of each and calls
+    ``runner.model.train_step({task: batch, ...}, optim_wrapper)``; the
+    dataloaders are one :class:`MultiTaskDataLoader` (``loop.dataloader``,
+    also ``runner.train_dataloader``), whose ``len()`` is that of the longest
+    task dataloader. Everything else (validation, ``stop_training``, the
+    hooks, the properties, ``runner.visualizer.dataset_meta``, here
+    ``{task: metainfo}``) is :class:`IterBasedTrainLoop`'s.
 
     When training is resumed at iteration ``n``, every task's data goes on
-    where it stopped: a sampler with ``fast_forward(num_batches)`` (e.g.
-    ``SourceMixSampler``) is told to skip ``n`` batches, which loads nothing;
-    any other dataloader is advanced by loading ``n`` batches, as mmengine's
-    IterBasedTrainLoop does. This happens after the ``before_train`` hooks and
-    before the ``before_train_epoch`` hooks, so that a hook restoring random
-    states in ``before_train_epoch`` (:class:`RandomStateHook`) overrides the
-    random numbers drawn while advancing.
+    where it stopped (:meth:`MultiTaskDataLoader.fast_forward`): a sampler
+    with ``fast_forward`` (e.g. :class:`SourceMixSampler`) skips ``n``
+    batches without loading them; any other dataloader loads and discards
+    them. This happens before the ``before_train`` hooks, so that a hook
+    restoring random states in ``before_train_epoch``
+    (:class:`RandomStateHook`) overrides the random numbers drawn meanwhile.
 
-    Validation, ``stop_training`` (EarlyStoppingHook), the hooks and the
-    properties are those of :class:`IterBasedTrainLoop`.
-    ``runner.train_dataloader`` is a :class:`DataLoaderGroup` whose
-    ``len()`` is that of the longest task dataloader (the iterations for every
-    task to see all its data); the dataloaders are in ``dataloaders``. Unlike
-    IterBasedTrainLoop it leaves ``runner.visualizer.dataset_meta`` alone, as
-    no single dataset's metainfo describes a multi-task batch.
+    Examples:
+        The Expansion Stage of ``configs/xlearner/expansion_r50.py``:
+        classification on ImageNet and Places365, detection on COCO and
+        Objects365, each task with its own batch size and workers. The keys
+        of ``train_dataloader`` are the task names the model receives, and
+        the dataset of each is that task's :class:`MultiSourceDataset`:
+
+        >>> imagenet = dict(type='mmpretrain.ImageNet',
+        ...                 data_root='data/imagenet/', split='train')
+        >>> places365 = dict(type='mmpretrain.CustomDataset',
+        ...                  data_root='data/places365/',
+        ...                  ann_file='meta/train.txt',
+        ...                  data_prefix='data_large_standard/')
+        >>> coco = dict(type='mmdet.CocoDataset', data_root='data/coco/',
+        ...             ann_file='annotations/instances_train2017.json',
+        ...             data_prefix=dict(img='train2017/'))
+        >>> objects365 = dict(type='mmdet.Objects365V2Dataset',
+        ...                   data_root='data/objects365/',
+        ...                   ann_file='annotations/zhiyuan_objv2_train.json',
+        ...                   data_prefix=dict(img='train/'))
+        >>> train_dataloader = dict(
+        ...     cls=dict(
+        ...         batch_size=64, num_workers=8, persistent_workers=True,
+        ...         sampler=dict(type='SourceMixSampler', source_ratio='size'),
+        ...         dataset=dict(type='MultiSourceDataset', task='cls',
+        ...                      pipeline=cls_train_pipeline,
+        ...                      sources=dict(imagenet=imagenet,
+        ...                                   places365=places365))),
+        ...     det=dict(
+        ...         batch_size=2, num_workers=2, persistent_workers=True,
+        ...         sampler=dict(type='SourceMixSampler', source_ratio=[1, 1]),
+        ...         dataset=dict(type='MultiSourceDataset', task='det',
+        ...                      pipeline=det_train_pipeline,
+        ...                      sources=dict(coco=coco,
+        ...                                   objects365=objects365))))
+        >>> train_cfg = dict(type='MultiTaskIterBasedTrainLoop',
+        ...                  max_iters=150000, val_interval=10000)
 
     Args:
         runner (Runner): A reference of runner.
@@ -208,89 +345,32 @@ class MultiTaskIterBasedTrainLoop(IterBasedTrainLoop):
             val_begin: int = 1,
             val_interval: int = 1000,
             dynamic_intervals: Optional[List[Tuple[int, int]]] = None) -> None:
-        self.dataloaders = _build_dataloaders(runner, dataloader,
-                                              'train_dataloader')
-        for task, loader in self.dataloaders.items():
+        dataloaders = _build_dataloaders(runner, dataloader,
+                                         'train_dataloader')
+        for task, loader in dataloaders.items():
             dataset_task = getattr(loader.dataset, 'task', task)
             if dataset_task != task:
                 raise ValueError(
                     f'train_dataloader["{task}"] holds a dataset of task '
                     f'"{dataset_task}": the keys of `train_dataloader` are '
                     'the task names the model receives.')
-        # IterBasedTrainLoop.__init__ builds one dataloader and starts
-        # iterating it; the task iterators can only start in `run`, once the
-        # resumed iteration is known. So only BaseLoop's init is used.
-        BaseLoop.__init__(
-            self, runner,
-            DataLoaderGroup(self.dataloaders, combine_lengths=max))
-        self._max_iters = int(max_iters)
-        assert self._max_iters == max_iters, \
-            f'`max_iters` should be a integer number, but get {max_iters}'
-        self._max_epochs = 1  # for compatibility with EpochBasedTrainLoop
-        self._epoch = 0
-        self._iter = 0
-        self.val_begin = val_begin
-        self.val_interval = val_interval
-        # This attribute will be updated by `EarlyStoppingHook`
-        # when it is enabled.
-        self.stop_training = False
-        self.dynamic_milestones, self.dynamic_intervals = \
-            calc_dynamic_intervals(
-                self.val_interval, dynamic_intervals)
+        super().__init__(runner, MultiTaskDataLoader(dataloaders), max_iters,
+                         val_begin, val_interval, dynamic_intervals)
+
+    @property
+    def dataloaders(self) -> Dict[str, DataLoader]:
+        """The task dataloaders, by task."""
+        return self.dataloader.dataloaders
 
     def run(self) -> torch.nn.Module:
-        """Launch training."""
-        self.runner.call_hook('before_train')
-        task_iterators = {
-            task: self._start_iterator(task, loader)
-            for task, loader in self.dataloaders.items()
-        }
-        # In iteration-based training loop, we treat the whole training process
-        # as a big epoch and execute the corresponding hook.
-        self.runner.call_hook('before_train_epoch')
-        while self._iter < self._max_iters and not self.stop_training:
-            self.runner.model.train()
-
-            data_batch = {
-                task: next(iterator)
-                for task, iterator in task_iterators.items()
-            }
-            self.run_iter(data_batch)
-
-            self._decide_current_val_interval()
-            if (self.runner.val_loop is not None
-                    and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0
-                         or self._iter == self._max_iters)):
-                self.runner.val_loop.run()
-
-        self.runner.call_hook('after_train_epoch')
-        self.runner.call_hook('after_train')
-        return self.runner.model
-
-    def _start_iterator(self, task: str,
-                        loader: DataLoader) -> _InfiniteDataloaderIterator:
-        """An endless iterator over ``loader`` whose next batch is the one of
-        iteration ``self._iter`` (non-zero when resuming)."""
-        if self._iter == 0:
-            return _InfiniteDataloaderIterator(loader)
-        # With a batch sampler built from config, `loader.sampler` is torch's
-        # default SequentialSampler, so this only fast-forwards samplers whose
-        # batches are exactly the dataloader's.
-        if hasattr(loader.sampler, 'fast_forward'):
-            loader.sampler.fast_forward(self._iter)
-            return _InfiniteDataloaderIterator(loader)
-        print_log(
-            f'The sampler of task "{task}" '
-            f'({type(loader.sampler).__name__}) has no `fast_forward`: '
-            f'loading {self._iter} batches to skip the data that has already '
-            'been trained.',
-            logger='current',
-            level=logging.WARNING)
-        iterator = _InfiniteDataloaderIterator(loader)
-        for _ in range(self._iter):
-            next(iterator)
-        return iterator
+        """Position the data at the current (resumed) iteration, then train
+        as :class:`IterBasedTrainLoop` does."""
+        self.dataloader.fast_forward(self.iter)
+        # IterBasedTrainLoop.run would load `self.iter` batches to skip
+        # them again; the placeholders go to it instead.
+        self.dataloader_iterator = iterator_for_resume_advance(
+            iter(self.dataloader), self.iter)
+        return super().run()
 
 
 class _MultiTaskEvalLoop(BaseLoop):
@@ -302,8 +382,9 @@ class _MultiTaskEvalLoop(BaseLoop):
     them. For every name, in order, every batch of its dataloader is given to
     ``{stage}_step({task: batch})`` (``task`` is the dataset's ``task``
     attribute) and its outputs to the evaluator of that name. The metrics of
-    each evaluator (and ``{stage}_loss`` when the model returns losses, as in
-    mmengine) are prefixed with ``<name>/`` and merged.
+    each evaluator are prefixed with ``<name>/`` and merged. Unlike
+    mmengine's loops, it takes no losses from the outputs (no
+    :class:`XLearner` returns any when predicting).
 
     The hooks get ``{task: batch}`` as ``data_batch`` and a ``batch_idx``
     counting over all dataloaders, matching ``len(loop.dataloader)`` (the
@@ -356,7 +437,6 @@ class _MultiTaskEvalLoop(BaseLoop):
             if hasattr(loader.dataset, 'metainfo'):
                 self.evaluators[name].dataset_meta = loader.dataset.metainfo
         self.fp16 = fp16
-        self._losses: dict = dict()
 
     def run(self) -> dict:
         """Launch the evaluation of every dataloader; returns the merged,
@@ -370,13 +450,10 @@ class _MultiTaskEvalLoop(BaseLoop):
         for name, loader in self.dataloaders.items():
             self.runner.visualizer.dataset_meta = getattr(
                 loader.dataset, 'metainfo', None)
-            self._losses.clear()
             for data_batch in loader:
                 self.run_iter(batch_idx, name, data_batch)
                 batch_idx += 1
             name_metrics = self.evaluators[name].evaluate(len(loader.dataset))
-            if self._losses:
-                name_metrics.update(_parse_losses(self._losses, self.stage))
             metrics.update({
                 f'{name}/{key}': value
                 for key, value in name_metrics.items()
@@ -402,9 +479,6 @@ class _MultiTaskEvalLoop(BaseLoop):
         with autocast(enabled=self.fp16):
             outputs = getattr(self.runner.model,
                               f'{self.stage}_step')(task_batch)
-
-        outputs, self._losses = _update_losses(outputs, self._losses)
-
         self.evaluators[name].process(
             data_samples=outputs, data_batch=data_batch)
         self.runner.call_hook(
@@ -420,6 +494,30 @@ class MultiTaskValLoop(_MultiTaskEvalLoop):
     (``val_dataloader`` and ``val_evaluator`` are dicts with the same names).
 
     See :class:`_MultiTaskEvalLoop` for the arguments and the behaviour.
+
+    Examples:
+        One name per validation source; its metrics are reported as
+        ``imagenet/accuracy/top1``, ``coco/coco/bbox_mAP``, ...
+
+        >>> val_cfg = dict(type='MultiTaskValLoop')
+        >>> val_dataloader = dict(
+        ...     imagenet=dict(
+        ...         batch_size=64,
+        ...         sampler=dict(type='DefaultSampler', shuffle=False),
+        ...         dataset=dict(type='MultiSourceDataset', task='cls',
+        ...                      pipeline=cls_test_pipeline,
+        ...                      sources=dict(imagenet=imagenet_val))),
+        ...     coco=dict(
+        ...         batch_size=1,
+        ...         sampler=dict(type='DefaultSampler', shuffle=False),
+        ...         dataset=dict(type='MultiSourceDataset', task='det',
+        ...                      pipeline=det_test_pipeline,
+        ...                      sources=dict(coco=coco_val))))
+        >>> val_evaluator = dict(
+        ...     imagenet=dict(type='mmpretrain.Accuracy', topk=(1, 5)),
+        ...     coco=dict(type='mmdet.CocoMetric', metric='bbox',
+        ...               ann_file='data/coco/annotations/'
+        ...               'instances_val2017.json'))
     """
     stage = 'val'
 
@@ -430,5 +528,12 @@ class MultiTaskTestLoop(_MultiTaskEvalLoop):
     (``test_dataloader`` and ``test_evaluator`` are dicts with the same names).
 
     See :class:`_MultiTaskEvalLoop` for the arguments and the behaviour.
+
+    Examples:
+        The validation sources, tested (see :class:`MultiTaskValLoop`):
+
+        >>> test_cfg = dict(type='MultiTaskTestLoop')
+        >>> test_dataloader = val_dataloader
+        >>> test_evaluator = val_evaluator
     """
     stage = 'test'

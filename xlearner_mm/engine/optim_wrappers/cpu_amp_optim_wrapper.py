@@ -8,13 +8,15 @@ from mmengine.runner.amp import autocast
 from torch import nn
 
 from xlearner_mm.registry import OPTIM_WRAPPERS
-from xlearner_mm.utils.torch_compat import is_cpu_autocast_enabled
+from xlearner_mm.utils.compat import is_cpu_autocast_enabled
 
 
 # mmcv ops whose CPU kernels take float32 only ("expected scalar type Float
 # but found BFloat16"): the RPN's proposal NMS and the RoI extractor's
 # RoIAlign of mmdet's two-stage detectors.
 FP32_CPU_OPS = (NMSop, RoIAlignFunction)
+# The autograd Functions made to run in float32 so far.
+_FP32_FUNCTIONS = set()
 
 
 def _cast(values, dtype: torch.dtype):
@@ -37,8 +39,13 @@ def run_in_fp32_under_cpu_autocast(function: type) -> None:
     gradients; autograd casts what it returns to the inputs' dtypes. Outside
     CPU autocast (e.g. under CUDA float16 autocast) nothing changes.
     Idempotent.
+
+    The class itself is changed, for the whole process: mmdet calls these
+    Functions (through mmcv's ``nms`` and ``RoIAlign``) with no way to
+    substitute others, and autograd looks the backward up on the class when
+    it runs, after the forward's autocast context has ended.
     """
-    if getattr(function, '_fp32_under_cpu_autocast', False):
+    if function in _FP32_FUNCTIONS:
         return
     forward, backward = function.forward, vars(function).get('backward')
 
@@ -60,7 +67,7 @@ def run_in_fp32_under_cpu_autocast(function: type) -> None:
     function.forward = staticmethod(fp32_forward)
     if backward is not None:
         function.backward = staticmethod(fp32_backward)
-    function._fp32_under_cpu_autocast = True
+    _FP32_FUNCTIONS.add(function)
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -77,8 +84,13 @@ class CPUAmpOptimWrapper(OptimWrapper):
     The mmcv ops in :data:`FP32_CPU_OPS` have float32-only CPU kernels; the
     wrapper makes them run in float32 under CPU autocast (see
     :func:`run_in_fp32_under_cpu_autocast`), as autocast does for its own
-    float32-listed ops.
+    float32-listed ops, from the first construction of this wrapper on.
     ``tools/train.py --amp`` picks it when no GPU is available.
+
+    Examples:
+        >>> optim_wrapper = dict(
+        ...     type='CPUAmpOptimWrapper',
+        ...     optimizer=dict(type='SGD', lr=0.02, momentum=0.9))
 
     Args:
         dtype (str | torch.dtype): Autocast dtype; only bfloat16 is

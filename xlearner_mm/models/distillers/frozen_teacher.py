@@ -1,5 +1,7 @@
 from torch import nn
 
+from xlearner_mm.utils.compat import module_apply
+
 
 class FrozenTeacherMixin:
     """Holds a frozen, pretrained teacher outside the module tree.
@@ -33,6 +35,8 @@ class FrozenTeacherMixin:
         return self._teacher[0]
 
     def _apply(self, fn, *args, **kwargs):
+        # torch's one step for every device and dtype move (see
+        # xlearner_mm.utils.compat.module_apply).
         if hasattr(self, '_teacher'):
-            self.teacher._apply(fn, *args, **kwargs)
-        return super()._apply(fn, *args, **kwargs)
+            module_apply(self.teacher, fn, *args, **kwargs)
+        return module_apply(super(), fn, *args, **kwargs)

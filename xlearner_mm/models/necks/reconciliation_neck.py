@@ -119,12 +119,21 @@ class ReconciliationNeck(BaseModule):
     DistributedDataParallel fail unless it searches the autograd graph for
     unused parameters in every iteration (``find_unused_parameters``).
     ``out_levels`` names the levels that are read; the others are returned
-    as the plain :math:`\mathcal{E}_i^t` and get no layers, so the neck has
-    :math:`(T-1)\sum_t\sum_{i \in L_t} i` layers (1-based i), which is
+    as the plain :math:`\\mathcal{E}_i^t` and get no layers, so the neck has
+    :math:`(T-1)\\sum_t\\sum_{i \\in L_t} i` layers (1-based i), which is
     T(T-1)D(D+1)/2 when every level is read.
 
     ``in_channels`` and ``strides`` are normally filled in by
     :class:`XLearner` from the :class:`ExpandedBackbone`.
+
+    Examples:
+        The neck of ``configs/xlearner/expansion_r50.py``, in an
+        :class:`XLearner` config (the classifier reads the last level only):
+
+        >>> model = dict(
+        ...     type='XLearner',
+        ...     neck=dict(type='ReconciliationNeck', groups=32,
+        ...               out_levels=dict(cls=(3, ))))
 
     Args:
         in_channels (dict[str, Sequence[int]]): :math:`C_i^t` per task.

@@ -21,7 +21,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.conv import _ConvNd
 from torch.utils.hooks import RemovableHandle
 
 from xlearner_mm.structures import TaskLayout
@@ -30,7 +29,8 @@ from xlearner_mm.structures import TaskLayout
 DEFAULT_PRUNABLE = (f'{TaskLayout.STREAMS}*', f'{TaskLayout.RECONCILERS}*')
 # Layers whose ``weight`` is prunable. Biases and normalization layers never
 # are: they are few, and zeroing a BN scale removes a whole channel.
-PRUNABLE_LAYERS = (_ConvNd, nn.Linear)
+PRUNABLE_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
+                   nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 SCOPES = ('global', 'layer')
 KEEP_TARGETS = ('one_stream', )
 

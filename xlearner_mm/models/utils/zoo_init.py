@@ -13,11 +13,11 @@ from typing import Dict, Optional
 
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
 from torch import nn
 
 from xlearner_mm.structures import TaskLayout, read_checkpoint
+from xlearner_mm.utils.compat import record_init_info
 
 # torchvision's ResNet classifier; its other keys are mm*'s ResNet keys.
 _TORCHVISION_HEAD = 'fc.'
@@ -153,10 +153,7 @@ class ZooPretrainedInit:
             f'{type(module).__name__}', logger='current')
         for sub in module.modules():
             if sub is not module and isinstance(sub, BaseModule):
-                sub._is_init = True
+                sub.is_init = True
         if getattr(module, 'zero_init_residual', False):
             module.zero_init_residual = False
-        if hasattr(module, '_params_init_info'):
-            update_init_info(
-                module,
-                init_info=f'ZooPretrained: load from {self.checkpoint}')
+        record_init_info(module, f'ZooPretrained: load from {self.checkpoint}')
