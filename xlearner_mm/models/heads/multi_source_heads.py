@@ -74,7 +74,20 @@ def _take(feats: Sequence[Tensor], index: Tensor) -> tuple:
 
 
 class MultiSourceHeadMixin:
-    """Builds one head per source and groups a batch by source."""
+    """Builds one head per source and groups a batch by source.
+
+    Args:
+        heads (dict[str, dict]): ``{source: head config}``.
+        shared (dict, optional): Config merged under every head's.
+        init_cfg (dict, optional): Defaults to None.
+    """
+
+    def __init__(self,
+                 heads: Dict[str, dict],
+                 shared: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self._build_heads(heads, shared)
 
     def _build_heads(self, heads: Dict[str, dict],
                      shared: Optional[dict] = None) -> None:
@@ -163,13 +176,6 @@ class MultiSourceClsHead(MultiSourceHeadMixin, BaseModule):
                        places365=dict(num_classes=365)))
     """
 
-    def __init__(self,
-                 heads: Dict[str, dict],
-                 shared: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self._build_heads(heads, shared)
-
     def forward(self, feats: tuple) -> Tensor:
         return self._single_head('forward')(feats)
 
@@ -230,12 +236,9 @@ class MultiSourceDecodeHead(MultiSourceHeadMixin, BaseModule):
             heads=dict(ade=dict(num_classes=4)))
     """
 
-    def __init__(self,
-                 heads: Dict[str, dict],
-                 shared: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self._build_heads(heads, shared)
+    def _build_heads(self, heads: Dict[str, dict],
+                     shared: Optional[dict] = None) -> None:
+        super()._build_heads(heads, shared)
         align = {h.align_corners for h in self.heads.values()}
         if len(align) != 1:
             raise ValueError('All per-source decode heads must agree on '
@@ -294,8 +297,9 @@ class MultiSourceRoIHead(MultiSourceHeadMixin, BaseModule):
         init_cfg (dict, optional): Defaults to None.
 
     Examples:
-        # model.task_models.det.roi_head of configs/xlearner/expansion_r50.py
-        # (in the task model's scope, mmdet, this class takes its prefix)
+        In the task model's scope (mmdet) this class takes its prefix; from
+        ``model.task_models.det`` of ``configs/xlearner/expansion_r50.py``:
+
         roi_head = dict(
             type='xlearner_mm.MultiSourceRoIHead',
             shared=dict(
@@ -325,10 +329,10 @@ class MultiSourceRoIHead(MultiSourceHeadMixin, BaseModule):
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self._build_heads(
-            heads, _merged(shared or {},
-                           dict(train_cfg=train_cfg, test_cfg=test_cfg)))
+        super().__init__(
+            heads,
+            _merged(shared or {}, dict(train_cfg=train_cfg, test_cfg=test_cfg)),
+            init_cfg=init_cfg)
 
     @property
     def with_bbox(self) -> bool:
