@@ -25,7 +25,7 @@ from mmengine.runner import Runner
 
 import xlearner_mm  # noqa: F401  (checkpoint allow-list for resuming)
 from xlearner_mm.registry import MODELS
-from xlearner_mm.structures import TaskLayout
+from xlearner_mm.structures import TaskLayout, read_checkpoint
 from xlearner_mm.utils import register_all_modules
 
 DEMO_CONFIG = 'configs/demo/expansion_demo.py'
@@ -214,8 +214,7 @@ def test_demo_trains_and_losses_go_down(demo_data, tmp_path):
         assert last < first, f'{key}: {losses}'
     assert (tmp_path / 'iter_15.pth').exists()
     # Every checkpoint holds the model's layout (CheckpointConsistencyHook).
-    meta = torch.load(tmp_path / f'iter_{max_iters}.pth',
-                      weights_only=True)['meta']
+    meta = read_checkpoint(str(tmp_path / f'iter_{max_iters}.pth'))['meta']
     assert TaskLayout.from_meta(meta) == runner.model.layout
 
     # The per-source losses were logged (scalars.json of this run).
