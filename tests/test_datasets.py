@@ -28,14 +28,20 @@ PAPER_SOURCES = dict(
     imagenet=('mmpretrain.ImageNet', 'mmpretrain.Accuracy', 1000),
     places365=('mmpretrain.CustomDataset', 'mmpretrain.Accuracy', 365),
     inat2021=('mmpretrain.CustomDataset', 'mmpretrain.Accuracy', 10000),
-    compcars=('mmpretrain.CustomDataset', 'mmpretrain.Accuracy', 431),
+    compcars=('mmpretrain.CustomDataset', 'mmpretrain.Accuracy', 1716),
     tsinghua_dogs=('mmpretrain.CustomDataset', 'mmpretrain.Accuracy', 130),
     coco=('mmdet.CocoDataset', 'mmdet.CocoMetric', 80),
-    objects365=('mmdet.Objects365V2Dataset', 'mmdet.CocoMetric', 365),
+    objects365=('mmdet.Objects365V1Dataset', 'mmdet.CocoMetric', 365),
     wider_face=('mmdet.WIDERFaceDataset', 'mmdet.VOCMetric', 1),
     ade20k=('mmseg.ADE20KDataset', 'mmseg.IoUMetric', 150),
     coco_stuff=('mmseg.COCOStuffDataset', 'mmseg.IoUMetric', 171),
 )
+# Paper Table 1's train sizes. COCO-Stuff's 164k is its whole release, of
+# which the 118k train images are labelled (README, "Data preparation").
+TABLE1_SIZES = dict(
+    imagenet=1.3e6, places365=8.0e6, inat2021=2.7e6, compcars=120e3,
+    tsinghua_dogs=65e3, coco=118e3, objects365=609e3, wider_face=13e3,
+    ade20k=20e3, coco_stuff=118e3)
 TASK_SOURCES = dict(
     cls=['folder_cls', 'annfile_cls'], det=['coco_a', 'coco_b'], seg=['ade'])
 
@@ -469,10 +475,13 @@ def test_missing_paper_data_root_names_the_source(tmp_path, monkeypatch):
 def test_paper_source_configs(name):
     dataset_type, metric_type, num_classes = PAPER_SOURCES[name]
     cfg = Config.fromfile(osp.join(DATASET_CFGS, f'{name}.py'))
-    assert set(cfg) == {
-        f'{name}_{key}'
-        for key in ('train', 'val', 'evaluator', 'num_classes')
-    }
+    keys = ('train', 'val', 'evaluator', 'num_classes', 'train_size')
+    # Objects365 also offers v2 (objects365_v2_*) as an alternative.
+    assert {k for k in cfg if not k.startswith(f'{name}_v2_')} == {
+        f'{name}_{key}' for key in keys}
+    # The stated train size is Table 1's, rounded as the table rounds.
+    size = cfg[f'{name}_train_size']
+    assert abs(size - TABLE1_SIZES[name]) / TABLE1_SIZES[name] < 0.03
     for split in ('train', 'val'):
         source = cfg[f'{name}_{split}']
         assert source.type == dataset_type and 'pipeline' not in source

@@ -233,6 +233,29 @@ def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='model.teacher_checkpoint: '
                        f'{path} does not exist'):
         build(path)
+    with pytest.raises(ValueError, match='model.teacher_checkpoint is not set'):
+        build(None)
+
+
+def test_sum_reduction_is_eq3_and_weighs_tasks_by_feature_size(teacher_ckpt):
+    """'sum' is Eq. (3)'s squared norm per sample (over C, H, W), averaged
+    over the batch: the 'mean' loss times C*H*W of the task's feature. With
+    images of another size per task, the tasks weigh differently under
+    'sum' and alike under 'mean'."""
+    model = build(teacher_ckpt).eval()
+    summed = build(teacher_ckpt, reduction='sum').eval()
+    summed.load_state_dict(model.state_dict())
+    batch = images()
+    batch['b'] = images(('b', ), size=64)['b']
+    data = model.data_preprocessor(batch, True)
+    mean, total = model(**data, mode='loss'), summed(**data, mode='loss')
+    for task, side in (('a', 1), ('b', 2), ('c', 1)):  # last level: 64 ch
+        elements = 64 * side * side
+        assert total[f'{task}.hint_loss'].item() == pytest.approx(
+            elements * mean[f'{task}.hint_loss'].item(), rel=1e-5)
+    with pytest.raises(ValueError, match=r"model.reduction must be one of "
+                       r"\('mean', 'sum'\)"):
+        build(teacher_ckpt, reduction='max')
 
 
 def test_student_of_other_strides_is_rejected(teacher_ckpt):

@@ -386,6 +386,8 @@ def test_export_of_the_other_stem_does_not_fit(r50_exports, stock_model):
 @pytest.mark.parametrize('config,variant', [
     ('faster-rcnn_r50_fpn_xlearner_24k_voc0712.py', 'v1b'),
     ('deeplabv3_r50-d8_xlearner_33k_voc12aug-513x513.py', 'v1c'),
+    # The same single V1b export as Faster R-CNN, at output stride 8.
+    ('deeplabv3_r50b-d8_xlearner_33k_voc12aug-513x513.py', 'v1b'),
 ])
 def test_downstream_config_runner_builds(r50_exports, tmp_path, config,
                                          variant):
@@ -401,3 +403,5 @@ def test_downstream_config_runner_builds(r50_exports, tmp_path, config,
         runner = Runner.from_cfg(cfg)
     runner.model.init_weights()
     assert backbone_mismatch(runner.model, weights) == ([], [], [])
+    if 'deeplabv3' in config:  # DeepLabV3-D8: output stride 8
+        assert runner.model.backbone.strides == (1, 2, 1, 1)

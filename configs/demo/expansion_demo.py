@@ -118,7 +118,7 @@ val_cfg = dict(type='MultiTaskValLoop')
 test_cfg = dict(type='MultiTaskTestLoop')
 
 
-def _train_loader(task, batch_size, pipeline, sources):
+def _train_loader(task, batch_size, pipeline, sources, sizes):
     return dict(
         batch_size=batch_size,
         num_workers=1,
@@ -130,21 +130,26 @@ def _train_loader(task, batch_size, pipeline, sources):
             type='MultiSourceDataset',
             task=task,
             pipeline=pipeline,
-            sources=sources))
+            sources=sources,
+            # What tools/check_data.py counts on disk.
+            expected_sizes=sizes))
 
 
 train_dataloader = dict(
     cls=_train_loader(
         'cls', 8, {{_base_.cls_train_pipeline}},
         dict(folder_cls={{_base_.demo_folder_cls_train}},
-             annfile_cls={{_base_.demo_annfile_cls_train}})),
+             annfile_cls={{_base_.demo_annfile_cls_train}}),
+        {{_base_.demo_cls_train_sizes}}),
     det=_train_loader(
         'det', 4, {{_base_.det_train_pipeline}},
         dict(coco_a={{_base_.demo_coco_a_train}},
-             coco_b={{_base_.demo_coco_b_train}})),
+             coco_b={{_base_.demo_coco_b_train}}),
+        {{_base_.demo_det_train_sizes}}),
     seg=_train_loader(
         'seg', 4, {{_base_.seg_train_pipeline}},
-        dict(ade={{_base_.demo_ade_train}})))
+        dict(ade={{_base_.demo_ade_train}}),
+        {{_base_.demo_seg_train_sizes}}))
 
 
 def _val_loader(task, name, source, pipeline):

@@ -54,7 +54,13 @@ train_dataloader = dict(
             sources=dict(
                 imagenet={{_base_.imagenet_train}},
                 inat2021={{_base_.inat2021_train}},
-                places365={{_base_.places365_train}}))),
+                places365={{_base_.places365_train}}),
+            # Paper Table 1, as configs/_base_/datasets states them:
+            # tools/check_data.py counts what is on disk against them.
+            expected_sizes=dict(
+                imagenet={{_base_.imagenet_train_size}},
+                inat2021={{_base_.inat2021_train_size}},
+                places365={{_base_.places365_train_size}}))),
     det=dict(
         batch_size=2,
         num_workers=2,
@@ -66,7 +72,10 @@ train_dataloader = dict(
             pipeline={{_base_.det_train_pipeline}},
             sources=dict(
                 coco={{_base_.coco_train}},
-                objects365={{_base_.objects365_train}}))))
+                objects365={{_base_.objects365_train}}),
+            expected_sizes=dict(
+                coco={{_base_.coco_train_size}},
+                objects365={{_base_.objects365_train_size}}))))
 
 
 def _val_loader(task, name, source, pipeline, batch_size):

@@ -231,32 +231,21 @@ def _expansion_part(state_dict: dict, layout: TaskLayout, path: str,
 def load_expanded_export(path: str) -> Tuple[torch.nn.Module,
                                              Optional[torch.nn.Module]]:
     """Rebuild the expanded backbone and reconciliation neck of a whole
-    Expansion export (``export_backbone(ckpt, out)`` without ``task``).
+    Expansion export (``export_backbone(ckpt, out)`` without ``task``) or of
+    an Expansion checkpoint (:meth:`TaskLayout.read_expanded`).
 
-    The configs come from the export's :class:`TaskLayout`
-    (``meta['task_layout']``; the ``meta['model']`` of exports written
-    before layouts were saved is read too); the neck's ``in_channels`` and
-    ``strides`` are read from the backbone, as :class:`XLearner` does. The
-    weights are loaded strictly.
+    The configs come from the :class:`TaskLayout` in the file's meta (the
+    ``meta['model']`` of exports written before layouts were saved is read
+    too); the neck's ``in_channels`` and ``strides`` are read from the
+    backbone, as :class:`XLearner` does. The weights are loaded strictly.
 
     Returns:
         tuple: ``(ExpandedBackbone, ReconciliationNeck or None)``; apply them
         as ``neck(backbone(x), task)`` for task t's :math:`F^t`.
     """
     register_all_modules(init_default_scope=False)
-    exported = read_checkpoint(path)
-    meta = exported['meta']
-    if meta.get('stage') != 'expansion' or meta.get('task') is not None:
-        raise ValueError(f'{path} is not a whole expanded-backbone export '
-                         f'(stage {meta.get("stage")}, task {meta.get("task")})')
-    layout = TaskLayout.from_meta(meta)
-    if layout is None or not layout.backbone:
-        raise ValueError(
-            f'{path} has no backbone config in its meta: its source '
-            'checkpoint had no saved layout; export it again with its '
-            'training config (tools/export_backbone.py --config CONFIG)')
+    layout, state_dict = TaskLayout.read_expanded(path)
     backbone, neck = layout.build_expanded()
-    state_dict = exported['state_dict']
     backbone.load_state_dict(
         TaskLayout.strip(state_dict, TaskLayout.BACKBONE), strict=True)
     if neck is not None:

@@ -1,4 +1,9 @@
+from .data_check import (SourceCount, check_data, count_source,
+                         format_data_report)
 from .multi_source_dataset import MultiSourceDataset
 from .samplers import SourceMixSampler
 
-__all__ = ['MultiSourceDataset', 'SourceMixSampler']
+__all__ = [
+    'MultiSourceDataset', 'SourceCount', 'SourceMixSampler', 'check_data',
+    'count_source', 'format_data_report'
+]

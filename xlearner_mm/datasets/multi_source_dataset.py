@@ -199,6 +199,13 @@ class MultiSourceDataset(ConcatDataset):
             skips are counted in :attr:`num_skipped` (per process: each
             dataloader worker counts its own). With False, the error names
             the sample's files, source and task. Defaults to False.
+        expected_sizes (dict[str, int], optional): ``{source: number of
+            training images}`` the source should have, e.g. Table 1's sizes
+            that each ``configs/_base_/datasets`` file states
+            (``<source>_train_size``). ``tools/check_data.py`` counts what is
+            on disk against them; the dataset logs them beside its own
+            lengths (which can be smaller: mmdet's ``filter_empty_gt`` drops
+            images without boxes). Defaults to None.
 
     Examples:
         # train_dataloader.cls.dataset of configs/xlearner/expansion_r50.py
@@ -220,7 +227,8 @@ class MultiSourceDataset(ConcatDataset):
                  sources: Dict[str, Union[dict, BaseDataset]],
                  pipeline: Optional[Sequence[Union[dict, Callable]]] = None,
                  lazy_init: bool = False,
-                 skip_corrupt: bool = False) -> None:
+                 skip_corrupt: bool = False,
+                 expected_sizes: Optional[Dict[str, int]] = None) -> None:
         if not isinstance(task, str) or not task:
             raise ValueError(f'task must be a non-empty str, but got {task!r}')
         if not isinstance(sources, dict) or not sources:
@@ -235,6 +243,12 @@ class MultiSourceDataset(ConcatDataset):
                     'key the model heads and prefix the metrics.')
         self.task = task
         self.source_names: List[str] = list(sources)
+        unknown = set(expected_sizes or {}) - set(sources)
+        if unknown:
+            raise ValueError(
+                f'expected_sizes of task {task!r} names {sorted(unknown)}, '
+                f'which are not among its sources {list(sources)}')
+        self.expected_sizes = dict(expected_sizes or {})
         #: ``{source: AnnotationCounter}`` of the sources built from
         #: configs whose annotations are parsed per image.
         self._annotation_counts: Dict[str, AnnotationCounter] = {}
@@ -309,6 +323,13 @@ class MultiSourceDataset(ConcatDataset):
                 self.check_annotations(name)
         super().full_init()
         self._label_bounds = [label_bounds(d) for d in self.datasets]
+        for name, dataset in zip(self.source_names, self.datasets):
+            if name in self.expected_sizes:
+                print_log(
+                    f'Source {name!r} of task {self.task!r}: {len(dataset):,} '
+                    f'samples; stated train size '
+                    f'{self.expected_sizes[name]:,} (tools/check_data.py '
+                    'counts the files on disk against it)', logger='current')
 
     @property
     def annotation_counts(self) -> Dict[str, dict]:

@@ -52,6 +52,9 @@ def build_frozen_backbone(backbone_cfg: dict,
         backbone_cfg (dict): The backbone config (scope-prefixed type, built
             by ``xlearner_mm``'s ``MODELS``), e.g. mmdet's ResNet-50 with
             ``out_indices=(3, )`` as in configs/linear_probe/_base_/default.py.
+            A backbone built from its checkpoint
+            (``PretrainedExpandedBackbone``) takes ``checkpoint`` where its
+            config has ``checkpoint=None``.
         checkpoint (str): A file ``{'state_dict': {<backbone key>: tensor},
             'meta': {...}}`` (the keys are the backbone's own, no prefix).
         device (str): Where the backbone runs. Defaults to 'cpu'.
@@ -64,6 +67,8 @@ def build_frozen_backbone(backbone_cfg: dict,
         RuntimeError: When the checkpoint's keys do not match the backbone's
             exactly; the message names the missing and unexpected keys.
     """
+    if 'checkpoint' in backbone_cfg and backbone_cfg['checkpoint'] is None:
+        backbone_cfg = dict(backbone_cfg, checkpoint=checkpoint)
     backbone = MODELS.build(backbone_cfg)
     try:
         # strict: a backbone half-initialised from its random init would

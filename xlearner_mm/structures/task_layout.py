@@ -389,6 +389,42 @@ class TaskLayout:
         return OrderedDict((k, v) for k, v in strip_ddp_prefix(state_dict).items()
                            if k.startswith((cls.BACKBONE, cls.NECK)))
 
+    @classmethod
+    def read_expanded(cls, path: str, key: str = 'checkpoint'
+                      ) -> Tuple['TaskLayout', OrderedDict]:
+        """``(layout, weights)`` of the expanded backbone and reconciliation
+        neck in a whole expanded export (``export_backbone(ckpt, out)``
+        without ``task``) or in an Expansion checkpoint, pruned
+        (X-Learner_p) or not; ``weights`` are the ``backbone.*`` and
+        ``neck.*`` entries, which :meth:`build_expanded` takes.
+
+        Args:
+            path (str): The file or URL.
+            key (str): Where the path came from, named by the errors.
+        """
+        found = read_checkpoint(path, key)
+        meta, state_dict = found['meta'], found['state_dict']
+        exported = 'source_checkpoint' in meta and 'stage' in meta
+        if exported and (meta['stage'] != 'expansion'
+                         or meta.get('task') is not None):
+            raise ValueError(
+                f'{key}: {path} is a plain backbone export (stage '
+                f'{meta["stage"]!r}, task {meta.get("task")!r}), not a whole '
+                'expanded one: load it into a stock ResNet with '
+                "init_cfg=dict(type='Pretrained', checkpoint=...)")
+        if not exported and cls.stage_of(state_dict, path) != 'expansion':
+            raise ValueError(
+                f'{key}: {path} is a Squeeze checkpoint: export its student '
+                '(tools/export_backbone.py) and load that into a stock ResNet')
+        layout = cls.from_meta(meta)
+        if layout is None or not layout.backbone:
+            raise ValueError(
+                f'{key}: {path} has no saved layout, so the config of its '
+                'expanded backbone is unknown: export it again with its '
+                'training config (tools/export_backbone.py CKPT OUT --config '
+                'CONFIG)')
+        return layout, cls.expansion_state(state_dict)
+
     @staticmethod
     def strip(state_dict: dict, prefix: str) -> Dict[str, Tensor]:
         """The entries under ``prefix``, with the prefix removed."""

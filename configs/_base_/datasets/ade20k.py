@@ -19,3 +19,5 @@ ade20k_val = dict(
     test_mode=True)
 ade20k_evaluator = dict(type='mmseg.IoUMetric', iou_metrics=['mIoU'])
 ade20k_num_classes = 150
+# Paper Table 1: 20k. The images of images/training with their label map.
+ade20k_train_size = 20210

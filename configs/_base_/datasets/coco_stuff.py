@@ -21,3 +21,7 @@ coco_stuff_val = dict(
     test_mode=True)
 coco_stuff_evaluator = dict(type='mmseg.IoUMetric', iou_metrics=['mIoU'])
 coco_stuff_num_classes = 171
+# Paper Table 1 says 164k: the whole COCO-Stuff 164k release (118,287 train,
+# 5,000 val and 40,670 unlabelled test images). Only the 118,287 train
+# images have labels for training, so that is what this source holds.
+coco_stuff_train_size = 118287

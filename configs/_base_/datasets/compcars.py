@@ -1,4 +1,4 @@
-# CompCars, web-nature part (car model classification, 431 models), read by
+# CompCars, web-nature part (car model classification), read by
 # mmpretrain.CustomDataset from annotation files. Request the data at
 # http://mmlab.ie.cuhk.edu.hk/datasets/comp_cars/ and arrange it as
 #
@@ -8,9 +8,14 @@
 #       ├── train.txt   ("78/1/2014/3ac218c0c6c378.jpg 0")
 #       └── val.txt
 #
-# The lists are train_test_split/classification/{train,test}.txt of the
-# dataset, each path followed by its label: the index of its model_id among
-# the 431 model ids of the classification split (sorted).
+# Paper Table 1 gives CompCars 120k training images, far more than the
+# 16,016 of the dataset's classification split (431 models). The closest
+# set is every whole-car web-nature image (136,726 under image/, of 1,716
+# models) less the 14,939 images of the classification split's test list:
+# 121,787 images. meta/train.txt lists those, each path followed by its
+# label, the index of its model_id among the 1,716 sorted model ids;
+# meta/val.txt lists train_test_split/classification/test.txt the same way.
+# The paper does not say how it reached 120k.
 compcars_train = dict(
     type='mmpretrain.CustomDataset',
     data_root='data/compcars/',
@@ -23,4 +28,6 @@ compcars_val = dict(
     data_prefix='image/',
     test_mode=True)
 compcars_evaluator = dict(type='mmpretrain.Accuracy', topk=(1, 5))
-compcars_num_classes = 431
+compcars_num_classes = 1716
+# Paper Table 1: 120k (see above).
+compcars_train_size = 121787

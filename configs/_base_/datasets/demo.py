@@ -147,3 +147,10 @@ demo_coco_b_evaluator = dict(
 demo_ade_evaluator = dict(type='mmseg.IoUMetric', iou_metrics=['mIoU'])
 
 demo_num_classes = dict(folder_cls=4, annfile_cls=3, coco_a=3, coco_b=2, ade=4)
+
+# The train size of each demo source per task (tools/make_demo_data.py
+# writes 32 training images per source), as MultiSourceDataset's
+# expected_sizes takes them.
+demo_cls_train_sizes = dict(folder_cls=32, annfile_cls=32)
+demo_det_train_sizes = dict(coco_a=32, coco_b=32)
+demo_seg_train_sizes = dict(ade=32)

@@ -20,3 +20,5 @@ imagenet_val = dict(
     test_mode=True)
 imagenet_evaluator = dict(type='mmpretrain.Accuracy', topk=(1, 5))
 imagenet_num_classes = 1000
+# Paper Table 1: 1.3M. The ILSVRC2012 train set.
+imagenet_train_size = 1281167

@@ -24,3 +24,5 @@ inat2021_val = dict(
     test_mode=True)
 inat2021_evaluator = dict(type='mmpretrain.Accuracy', topk=(1, 5))
 inat2021_num_classes = 10000
+# Paper Table 1: 2.7M. The iNat2021 train set (not train_mini).
+inat2021_train_size = 2686843

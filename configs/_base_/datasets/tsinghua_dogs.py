@@ -25,3 +25,6 @@ tsinghua_dogs_val = dict(
     test_mode=True)
 tsinghua_dogs_evaluator = dict(type='mmpretrain.Accuracy', topk=(1, 5))
 tsinghua_dogs_num_classes = 130
+# Paper Table 1: 65k. TrainAndValList/train.lst: the 70,428 images less the
+# 5,200 (40 per breed) of validation.lst.
+tsinghua_dogs_train_size = 65228

@@ -50,18 +50,33 @@ class GuidanceLayer(BaseModule):
         return self.proj(x)
 
 
-def hint_loss(student: Tensor, teacher: Tensor) -> Tensor:
+# How hint_loss reduces the squared differences.
+HINT_REDUCTIONS = ('mean', 'sum')
+
+
+def hint_loss(student: Tensor, teacher: Tensor,
+              reduction: str = 'mean') -> Tensor:
     """Squared L2 distance between a guided student feature and a teacher
-    feature, averaged over every element (Eq. 4's
-    :math:`\\|F^t - \\mathcal{G}^t(\\hat F)\\|_2^2` divided by N*C*H*W, so its
-    scale does not depend on batch or feature size). The teacher side carries
-    no gradient.
+    feature (Eq. 3-4's :math:`\\|F^t - \\mathcal{G}^t(\\hat F)\\|_2^2`). The
+    teacher side carries no gradient.
 
     Args:
         student (Tensor): (N, C, H, W) guided student feature.
         teacher (Tensor): (N, C, H, W) teacher feature.
+        reduction (str): ``'mean'``: averaged over every element (divided
+            by N*C*H*W), so its scale does not depend on batch or feature
+            size. ``'sum'``: Eq. (3) as written, the squared norm of each
+            sample's difference (summed over C, H, W), averaged over the
+            batch; it grows with the feature size C*H*W. Defaults to
+            ``'mean'``.
     """
     if student.shape != teacher.shape:
         raise ValueError(f'hint_loss: student feature {tuple(student.shape)} '
                          f'and teacher feature {tuple(teacher.shape)} differ')
+    if reduction not in HINT_REDUCTIONS:
+        raise ValueError(f'hint_loss: reduction must be one of '
+                         f'{HINT_REDUCTIONS}, got {reduction!r}')
+    if reduction == 'sum':
+        return F.mse_loss(student, teacher.detach(),
+                          reduction='sum') / student.shape[0]
     return F.mse_loss(student, teacher.detach(), reduction='mean')

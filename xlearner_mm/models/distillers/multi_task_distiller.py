@@ -9,7 +9,8 @@ from xlearner_mm.registry import MODELS
 from ..backbones import as_levels, probe_levels
 from .expansion_teacher import ExpansionTeacher
 from .frozen_teacher import FrozenTeacherMixin
-from .guidance_layer import hint_loss
+from .guidance_layer import HINT_REDUCTIONS, hint_loss
+
 
 @MODELS.register_module()
 class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
@@ -25,8 +26,21 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
     where :math:`\\hat F_i` is the student's level i and
     :math:`\\mathcal{G}_i^t` a guidance layer (1x1 conv + BN, Eq. 4) per task
     and hinted level. The paper hints the task output features: the last
-    level (the default). The squared distance is averaged over elements
-    (:func:`hint_loss`), so its scale does not depend on feature size.
+    level (the default). By default the squared distance is averaged over
+    elements (``reduction='mean'``, :func:`hint_loss`); ``'sum'`` is Eq. (3)
+    as written.
+
+    The reduction decides how the tasks are weighted. Eq. (3)'s squared norm
+    sums over each feature's C*H*W elements, so a task weighs in proportion
+    to its feature size: in ``configs/xlearner/squeeze_r50.py`` the last
+    level of a 224x224 classification image has 2048x7x7 = 100,352 elements
+    and that of a 640x427 COCO image (resized to 1199x800, padded to
+    1216x800) 2048x38x25 = 1,945,600, so ``'sum'`` weighs detection about
+    19 times classification and scales the loss (and the gradients at lr
+    0.2) with the detection resolution. The mean weighs every task equally,
+    whatever its resolution, which is why it is the default: the paper
+    weighs no task above another and gives one learning rate for every
+    stage.
 
     Training takes the Expansion Stage's data, one batch per task
     (``{task: batch}`` from ``MultiTaskIterBasedTrainLoop``); their labels are
@@ -62,6 +76,8 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
             ``(-1, )``, the last level.
         level_weights (Sequence[float], optional): A weight per hinted level.
             Defaults to 1 for each.
+        reduction (str): ``'mean'`` or ``'sum'`` (:func:`hint_loss`; the
+            task weighting each implies is above). Defaults to ``'mean'``.
 
     Examples:
         # configs/xlearner/squeeze_r50.py (its base is expansion_r50.py): the
@@ -72,7 +88,7 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
             teacher_checkpoint='work_dirs/expansion_r50/iter_150000.pth',
             student={{_base_.model.backbone.backbone}},
             guidance=dict(type='GuidanceLayer', norm_cfg=dict(type='BN')),
-            hint_levels=(-1, ))
+            hint_levels=(-1, ), reduction='mean')
     """
 
     def __init__(self,
@@ -87,7 +103,16 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
                  guidance: dict = dict(
                      type='GuidanceLayer', norm_cfg=dict(type='BN')),
                  hint_levels: Sequence[int] = (-1, ),
-                 level_weights: Optional[Sequence[float]] = None) -> None:
+                 level_weights: Optional[Sequence[float]] = None,
+                 reduction: str = 'mean') -> None:
+        if not teacher_checkpoint:
+            raise ValueError(
+                'model.teacher_checkpoint is not set: give the Expansion '
+                'checkpoint to distil (e.g. --cfg-options '
+                'model.teacher_checkpoint=work_dirs/.../iter_N.pth)')
+        if reduction not in HINT_REDUCTIONS:
+            raise ValueError(f'model.reduction must be one of '
+                             f'{HINT_REDUCTIONS}, got {reduction!r}')
         teacher_model = ExpansionTeacher(teacher, teacher_checkpoint)
         # The teacher's task preprocessors prepare each task's batch for the
         # student too, so both see the same normalised images. A copy: the
@@ -118,25 +143,10 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
                 f'per level of model.hint_levels {tuple(hint_levels)}')
         self.level_weights = tuple(float(w) for w in level_weights)
 
-        self.guidance = ModuleDict()
-        for task in self.tasks:
-            channels = self.teacher.backbone.out_channels[task]
-            strides = self.teacher.backbone.out_strides[task]
-            layers = ModuleDict()
-            for level in self.hint_levels:
-                if strides[level] != student_strides[level]:
-                    raise ValueError(
-                        f'Level {level}: the student has stride '
-                        f'{student_strides[level]} but teacher stream '
-                        f"'{task}' has stride {strides[level]}; hints are "
-                        'not interpolated, choose a student of the same '
-                        'strides')
-                cfg = copy.deepcopy(guidance)
-                cfg.update(
-                    in_channels=student_channels[level],
-                    out_channels=channels[level])
-                layers[str(level)] = MODELS.build(cfg)
-            self.guidance[task] = layers
+        self.reduction = reduction
+        self.guidance = build_guidance(guidance, self.hint_levels,
+                                       (student_channels, student_strides),
+                                       self.teacher.backbone)
 
     @staticmethod
     def _normalize_levels(levels: Sequence[int],
@@ -185,7 +195,8 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
                 guided = self.guidance[task][str(level)](student)
                 name = (f'{task}.hint_loss' if len(self.hint_levels) == 1
                         else f'{task}.level{level}.hint_loss')
-                losses[name] = weight * hint_loss(guided, teacher)
+                losses[name] = weight * hint_loss(guided, teacher,
+                                                  self.reduction)
         return losses
 
     def forward(self,
@@ -214,3 +225,39 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
                 'it into a downstream model')
         raise RuntimeError(f'Invalid mode "{mode}"; MultiTaskDistiller '
                            'supports "loss" and "tensor"')
+
+
+def build_guidance(guidance: dict, hint_levels: Sequence[int],
+                   student_levels: Tuple[tuple, tuple],
+                   teacher_backbone) -> ModuleDict:
+    """``{task: {level: guidance layer}}`` of a :class:`MultiTaskDistiller`
+    (also built alone, by ``tools/count_params.py``).
+
+    Args:
+        guidance (dict): The guidance layer config; ``in_channels`` and
+            ``out_channels`` are filled in.
+        hint_levels (Sequence[int]): Hinted levels, in [0, D).
+        student_levels (tuple): ``(channels, strides)`` of the student's
+            levels (:func:`probe_levels`).
+        teacher_backbone (ExpandedBackbone): The teacher's streams.
+    """
+    student_channels, student_strides = student_levels
+    layers = ModuleDict()
+    for task in teacher_backbone.tasks:
+        channels = teacher_backbone.out_channels[task]
+        strides = teacher_backbone.out_strides[task]
+        layers[task] = ModuleDict()
+        for level in hint_levels:
+            if strides[level] != student_strides[level]:
+                raise ValueError(
+                    f'Level {level}: the student has stride '
+                    f'{student_strides[level]} but teacher stream '
+                    f"'{task}' has stride {strides[level]}; hints are "
+                    'not interpolated, choose a student of the same '
+                    'strides')
+            cfg = copy.deepcopy(guidance)
+            cfg.update(
+                in_channels=student_channels[level],
+                out_channels=channels[level])
+            layers[task][str(level)] = MODELS.build(cfg)
+    return layers
