@@ -496,10 +496,14 @@ def test_paper_source_configs(name):
         assert len(stock) == num_classes
 
 
-@pytest.mark.parametrize('file', ['pipelines.py', 'demo.py'])
-def test_pipeline_transforms_are_registered(file):
+@pytest.mark.parametrize('file,tasks', [
+    ('pipelines.py', ('cls', 'det')),
+    ('demo.py', ('cls', 'det', 'seg')),
+    ('../tasks/seg_ade20k_coco_stuff.py', ('seg', )),
+])
+def test_pipeline_transforms_are_registered(file, tasks):
     cfg = Config.fromfile(osp.join(DATASET_CFGS, file))
-    for task in ('cls', 'det', 'seg'):
+    for task in tasks:
         pack = dict(
             cls='mmpretrain.PackInputs',
             det='mmdet.PackDetInputs',

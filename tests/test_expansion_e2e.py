@@ -14,6 +14,7 @@ import re
 import socket
 import subprocess
 import sys
+from typing import Optional
 
 import pytest
 from _tools import REPO_ROOT, isolate_run
@@ -54,7 +55,8 @@ class Recorder(Hook):
             key: float(value.detach()) if torch.is_tensor(value) else value
             for key, value in outputs.items()
         }
-        self.reconcile[runner.iter + 1] = model.reconcile
+        # Algorithm 1's phase (a Squeeze model has none).
+        self.reconcile[runner.iter + 1] = getattr(model, 'reconcile', None)
         # Set by RuntimeInfoHook before the iteration.
         self.lr[runner.iter + 1] = runner.message_hub.get_scalar(
             'train/lr').current()
@@ -74,24 +76,27 @@ class Recorder(Hook):
 def demo_cfg(work_dir,
              *,
              max_iters: int,
-             tau: int,
+             tau: Optional[int],
              checkpoint_interval: int,
              val: bool = False,
-             param_scheduler=None) -> Config:
-    """The demo recipe for a short CPU run in ``work_dir``: no dataloader
-    workers, logs every iteration, seed 0, validation only at the end (or
-    none)."""
-    cfg = Config.fromfile(DEMO_CONFIG)
+             param_scheduler=None,
+             config: str = DEMO_CONFIG) -> Config:
+    """A demo recipe (``config``, by default the Expansion demo) for a short
+    CPU run in ``work_dir``: no dataloader workers, logs every iteration,
+    seed 0, validation only at the end (or none); ``tau`` None leaves the
+    recipe's switch (or its lack of one) as it is."""
+    cfg = Config.fromfile(config)
     isolate_run(cfg, work_dir, 'e2e')
     for loader in itertools.chain(cfg.train_dataloader.values(),
-                                  cfg.val_dataloader.values()):
+                                  (cfg.val_dataloader or {}).values()):
         loader.num_workers = 0
         loader.persistent_workers = False
     cfg.train_cfg.max_iters = max_iters
     cfg.train_cfg.val_interval = max_iters
-    switch, = [h for h in cfg.custom_hooks
-               if h.type == 'ReconciliationSwitchHook']
-    switch.tau = tau
+    if tau is not None:
+        switch, = [h for h in cfg.custom_hooks
+                   if h.type == 'ReconciliationSwitchHook']
+        switch.tau = tau
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = checkpoint_interval
     cfg.randomness = dict(seed=0)

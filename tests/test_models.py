@@ -22,13 +22,13 @@ TINY_RESNET = dict(
 
 
 def build_expansion(tasks=('cls', 'det', 'seg'), out_indices=(0, 1, 2, 3),
-                    groups=4):
+                    groups=4, **neck_options):
     backbone = MODELS.build(dict(
         type='ExpandedBackbone', tasks=tasks,
         backbone=dict(TINY_RESNET, out_indices=out_indices)))
     neck = MODELS.build(dict(
         type='ReconciliationNeck', in_channels=backbone.out_channels,
-        strides=backbone.out_strides, groups=groups))
+        strides=backbone.out_strides, groups=groups, **neck_options))
     neck.init_weights()
     return backbone, neck
 
@@ -49,6 +49,91 @@ def test_number_of_reconciliation_layers(tasks, out_indices):
             for j in range(i + 1):
                 layer = neck.reconcilers[t][k][f'{j}_{i}']
                 assert len(layer.gamma_a) == i - j
+
+
+@pytest.mark.parametrize('direction', ['bottom_up', 'top_down'])
+@pytest.mark.parametrize('out_levels', [
+    None, dict(cls=(3, )), dict(cls=(0, 2), seg=(1, ))])
+def test_number_of_layers_with_out_levels(direction, out_levels):
+    """(T-1) sum_t sum_{i in L_t} i bottom-up, (D-i+1) top-down (1-based
+    i); T(T-1)D(D+1)/2 either way when every level is read."""
+    tasks, D = ('cls', 'det', 'seg'), 4
+    _, neck = build_expansion(tasks, direction=direction,
+                              out_levels=out_levels)
+    read = {t: (out_levels or {}).get(t, range(1, D + 1)) for t in tasks}
+    if out_levels:  # 0-based in the config
+        read.update({t: [i + 1 for i in levels]
+                     for t, levels in out_levels.items()})
+    per_level = (lambda i: i) if direction == 'bottom_up' else (
+        lambda i: D - i + 1)
+    assert neck.num_layers == (len(tasks) - 1) * sum(
+        per_level(i) for t in tasks for i in read[t])
+    if out_levels is None:
+        assert neck.num_layers == 3 * 2 * D * (D + 1) // 2
+
+
+@pytest.mark.parametrize('direction', ['bottom_up', 'top_down'])
+def test_layers_connect_levels_in_their_direction(direction):
+    """X-Learner: level i of task t reads levels j <= i of the other tasks
+    through i - j gamma_a; X-Learner_t: levels j >= i, through j - i
+    gamma_c (up-sampling + conv). F_i^t depends on those levels only."""
+    torch.manual_seed(0)
+    backbone, neck = build_expansion(direction=direction)
+    top_down = direction == 'top_down'
+    D = 4
+    reads = (lambda j, i: j >= i) if top_down else (lambda j, i: j <= i)
+    for t, k in itertools.permutations(backbone.tasks, 2):
+        pairs = {tuple(map(int, key.split('_')))
+                 for key in neck.reconcilers[t][k]}
+        assert pairs == {(j, i) for i in range(D) for j in range(D)
+                         if reads(j, i)}
+        for j, i in pairs:
+            layer = neck.reconcilers[t][k][f'{j}_{i}']
+            assert layer.step_name == ('gamma_c' if top_down else 'gamma_a')
+            assert len(layer.steps) == abs(i - j)
+            if top_down and j > i:
+                assert isinstance(layer.steps[0][0], torch.nn.Upsample)
+    # Eval mode: BN with fixed statistics, so a change of an input shows.
+    neck.eval()
+    with torch.no_grad():
+        feats = backbone(torch.randn(2, 3, 32, 32))
+        plain = neck(feats, 'cls')
+        for k, j in itertools.product(('det', 'seg'), range(D)):
+            changed = dict(feats)
+            changed[k] = tuple(f + torch.randn_like(f) if m == j else f
+                               for m, f in enumerate(feats[k]))
+            fused = neck(changed, 'cls')
+            for i in range(D):
+                assert torch.equal(fused[i], plain[i]) != reads(j, i), (
+                    k, j, i)
+
+
+@pytest.mark.parametrize('update', [True, False])
+def test_bn_statistics_of_streams_run_for_other_tasks(update):
+    """update_bn_on_other_tasks: whether a stream run (no_grad) on another
+    task's batch adds that batch to its BN running statistics. Either way it
+    normalises with the batch's statistics, so the features are the same."""
+    torch.manual_seed(0)
+    backbone = MODELS.build(dict(
+        type='ExpandedBackbone', tasks=('cls', 'det'),
+        backbone=dict(TINY_RESNET, norm_eval=False),  # BN in train mode
+        update_bn_on_other_tasks=update)).train()
+    reference = copy.deepcopy(backbone)
+    reference.update_bn_on_other_tasks = not update
+    before = copy.deepcopy(backbone.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    feats = backbone(x, grad_tasks=('det', ))
+    for task in ('cls', 'det'):
+        for got, want in zip(feats[task], reference(x, grad_tasks=('det',
+                                                                   ))[task]):
+            torch.testing.assert_close(got, want)
+    after = backbone.state_dict()
+    for task, updated in (('det', True), ('cls', update)):
+        keys = [k for k in before if k.startswith(f'streams.{task}.')
+                and ('running_' in k or 'num_batches' in k)]
+        assert keys
+        assert all(torch.equal(after[k], before[k]) != updated
+                   for k in keys if 'running_' in k), task
 
 
 def test_levels_are_probed_from_the_backbone():
@@ -141,6 +226,7 @@ def test_strides_that_cannot_be_reached_are_rejected():
 # Per-source heads inside the stock models, and XLearner on the demo recipe.
 
 DEMO_CONFIG = 'configs/demo/expansion_demo.py'
+HARD_SHARING_DEMO = 'configs/demo/hard_sharing_demo.py'
 
 
 @pytest.fixture(scope='module')
@@ -269,6 +355,31 @@ def test_without_reconciliation_streams_are_independent(demo_model_cfg):
     for task in ('det', 'seg'):
         assert model.backbone.streams[task].conv1.weight.grad is None
     assert all(p.grad is None for p in model.neck.parameters())
+
+
+def test_hard_sharing_trains_one_stream_with_every_task_loss():
+    model = MODELS.build(Config.fromfile(HARD_SHARING_DEMO).model)
+    assert list(model.backbone.streams) == ['shared'] and model.neck is None
+    assert model.layout.streams == ('shared', )
+    assert model.layout.stream_prefix('seg') == 'backbone.streams.shared.'
+    # The stream serves every task, so no task's lr key may claim it.
+    assert not [name for names in model.task_parameter_names().values()
+                for name in names if name.startswith('backbone.')]
+    stream = model.backbone.streams['shared']
+    for task, batch in demo_batch().items():
+        model.zero_grad(set_to_none=True)
+        data = model.data_preprocessor({task: batch}, True)
+        loss, _ = model.parse_losses(model(**data, mode='loss'))
+        loss.backward()
+        assert sum(p.grad.abs().sum() for p in stream.parameters()
+                   if p.grad is not None) > 0, task
+
+
+def test_hard_sharing_refuses_a_neck(demo_model_cfg):
+    cfg = copy.deepcopy(demo_model_cfg)
+    cfg.backbone.shared = True
+    with pytest.raises(ValueError, match='set model.neck=None'):
+        MODELS.build(cfg)
 
 
 def test_predict_routes_each_sample_to_its_source(demo_model_cfg):

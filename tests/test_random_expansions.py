@@ -3,8 +3,9 @@ Sec. 3.2 (hypothesis draws the configuration).
 
 T tasks in 1..4, D levels in 1..4 (any subset of the four ResNet stages, so
 level strides need not double), a random width per task (ResNet
-``base_channels``, so the tasks' level widths differ), random conv groups and
-image size. For every draw:
+``base_channels``, so the tasks' level widths differ), random conv groups,
+image size and direction (X-Learner's bottom-up, X-Learner_t's top-down).
+For every draw:
 
 - the neck has T(T-1)D(D+1)/2 reconciliation layers;
 - F^t has the shapes of E^t;
@@ -39,10 +40,11 @@ def expansions(draw):
     }
     groups = draw(st.sampled_from((1, 2, 4)))
     size = draw(st.sampled_from((32, 64)))
-    return tasks, out_indices, widths, groups, size
+    direction = draw(st.sampled_from(('bottom_up', 'top_down')))
+    return tasks, out_indices, widths, groups, size, direction
 
 
-def build(tasks, out_indices, widths, groups):
+def build(tasks, out_indices, widths, groups, direction):
     backbone = MODELS.build(dict(
         type='ExpandedBackbone',
         tasks=tasks,
@@ -58,7 +60,7 @@ def build(tasks, out_indices, widths, groups):
         return backbone, None
     neck = MODELS.build(dict(
         type='ReconciliationNeck', in_channels=backbone.out_channels,
-        strides=backbone.out_strides, groups=groups))
+        strides=backbone.out_strides, groups=groups, direction=direction))
     # PyTorch's default init is enough for these invariants (the Glorot
     # init is tested in test_models.py) and logs nothing per layer.
     return backbone, neck
@@ -68,9 +70,9 @@ def build(tasks, out_indices, widths, groups):
           suppress_health_check=[HealthCheck.too_slow])
 @given(expansions())
 def test_random_expansions_keep_shapes_and_detach(config):
-    tasks, out_indices, widths, groups, size = config
+    tasks, out_indices, widths, groups, size, direction = config
     torch.manual_seed(0)
-    backbone, neck = build(tasks, out_indices, widths, groups)
+    backbone, neck = build(tasks, out_indices, widths, groups, direction)
     T, D = len(tasks), len(out_indices)
     for task in tasks:
         width = widths[task]

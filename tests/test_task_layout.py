@@ -116,6 +116,28 @@ def test_differences_name_tasks_sources_and_reconciliation(model):
     assert layout.differences(renamed, 'A', 'B', sources=False) == []
 
 
+def test_streams_of_a_hard_sharing_layout(model):
+    """The stream names, and the prefixes of the export, the zoo init and
+    the checks, come from the layout: one stream per task, or one shared
+    stream (ExpandedBackbone shared=True) for all tasks."""
+    assert model.layout.streams == ('cls', 'det', 'seg')
+    assert model.layout.tasks_on('det') == ('det', )
+    shared = copy.deepcopy(model.layout)
+    shared.backbone = dict(shared.backbone, shared=True,
+                           stream_overrides=dict(shared=dict(depth=34)))
+    assert shared.streams == ('shared', )
+    assert shared.stream_of('det') == TaskLayout.SHARED_STREAM == 'shared'
+    assert shared.tasks_on('shared') == ('cls', 'det', 'seg')
+    assert shared.stream_prefix('cls') == 'backbone.streams.shared.'
+    assert shared.stream_config('seg')['depth'] == 34
+    with pytest.raises(KeyError, match='No task "depth"'):
+        shared.stream_of('depth')
+    assert model.layout.differences(shared, 'A', 'B') == [
+        "streams: ['cls', 'det', 'seg'] in A, ['shared'] in B"]
+    saved = TaskLayout.from_meta(dict(task_layout=shared.to_dict()))
+    assert saved.streams == ('shared', )
+
+
 def test_stage_and_tasks_from_keys(model):
     keys = dict.fromkeys(model.state_dict())
     assert TaskLayout.stage_of(keys, 'x.pth') == 'expansion'

@@ -396,3 +396,31 @@ def test_plusplus_hint_loss_is_shared_by_the_task_sources(plusplus):
     assert log_vars['cls.hint_loss'].item() == 10
     assert loss.item() == pytest.approx(
         (2 + 4 + 2 * 10 + 3 + 5 + 2 * 20) / 4)
+
+
+def test_plusplus_hints_before_tau_only(plusplus):
+    """hint_phase='before_tau': the hints supervise the streams only while
+    they train separately; after tau hint_loss is 0 and the guidance layers
+    get zero gradients, not none (DDP, with find_unused_parameters=False,
+    needs a gradient for every parameter)."""
+    model = plusplus
+    batch = dict(cls=cls_batch(['folder_cls', 'annfile_cls']),
+                 det=det_batch(['coco_a', 'coco_b']))
+    data = model.data_preprocessor(batch, True)
+    model.hint_phase = 'before_tau'
+    try:
+        model.reconcile = False
+        losses = model(**data, mode='loss')
+        assert losses['cls.hint_loss'] > 0 and losses['det.hint_loss'] > 0
+        model.reconcile = True
+        model.zero_grad(set_to_none=True)
+        losses = model(**data, mode='loss')
+        assert losses['cls.hint_loss'] == 0 and losses['det.hint_loss'] == 0
+        model.parse_losses(losses)[0].backward()
+        for name, p in model.hints.named_parameters():
+            assert p.grad is not None and not p.grad.any(), name
+    finally:
+        model.hint_phase = 'always'
+        model.reconcile = True
+    with pytest.raises(ValueError, match="model.hint_phase must be one of"):
+        MODELS.build(dict(two_task_demo_cfg(), hint_phase='after_tau'))

@@ -5,6 +5,8 @@ configs.
     python tools/export_backbone.py work_dirs/squeeze/iter_N.pth xlearner_r50.pth
     # Expansion Stage checkpoint (pruned or not) -> one task's sub-backbone
     python tools/export_backbone.py work_dirs/expansion/iter_N.pth det_r50.pth --task det
+    # Hard-sharing checkpoint -> its one shared backbone (--task not needed)
+    python tools/export_backbone.py work_dirs/hard_sharing/iter_N.pth hs_r50.pth
     # Expansion Stage checkpoint -> expanded backbone + reconciliation neck
     python tools/export_backbone.py work_dirs/expansion/iter_N.pth expanded.pth
 
@@ -33,15 +35,24 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _what(meta: dict) -> str:
+    """What an export holds, in words."""
+    if meta['stage'] == 'squeeze':
+        return 'student backbone'
+    if 'resnet' not in meta:
+        return 'expanded backbone + reconciliation neck'
+    if len(meta['tasks']) > 1:  # Hard-sharing
+        return f'backbone shared by the tasks {meta["tasks"]}'
+    return f'task "{meta["tasks"][0]}" sub-backbone'
+
+
 def main(argv=None):
     args = parse_args(argv)
     exported = export_backbone(
         args.checkpoint, args.out, task=args.task, config=args.config)
     meta = exported['meta']
     numel = sum(v.numel() for v in exported['state_dict'].values())
-    what = f'task "{meta["task"]}" sub-backbone' if meta['task'] else (
-        'student backbone' if meta['stage'] == 'squeeze' else
-        'expanded backbone + reconciliation neck')
+    what = _what(meta)
     print(f'{meta["stage"]} checkpoint {args.checkpoint}: wrote the {what} '
           f'({len(exported["state_dict"])} tensors, {numel / 1e6:.2f}M '
           f'values) to {args.out}')

@@ -7,11 +7,13 @@ keys (:meth:`TaskLayout.stage_of`):
   and ``guidance.<task>.*``. The student backbone is written with its plain
   keys.
 - Expansion Stage (:class:`XLearner`), pruned (X-Learner_p) or not:
-  ``backbone.streams.<task>.<backbone keys>``, ``neck.*``,
-  ``task_models.*``. With ``task`` one stream is written with plain keys;
-  without, the expanded backbone and the reconciliation neck are written
-  under ``backbone.`` and ``neck.`` with the :class:`TaskLayout` that
-  rebuilds them in ``meta['task_layout']``.
+  ``backbone.streams.<stream>.<backbone keys>``, ``neck.*``,
+  ``task_models.*``. With ``task`` the task's stream is written with plain
+  keys; without, the expanded backbone and the reconciliation neck are
+  written under ``backbone.`` and ``neck.`` with the :class:`TaskLayout` that
+  rebuilds them in ``meta['task_layout']``. A Hard-sharing checkpoint (one
+  stream for all tasks, no squeeze) gives its one stream with plain keys,
+  with or without ``task``.
 
 What the checkpoint holds (tasks, sources, stream and student configs) is
 read from the :class:`TaskLayout` that training saved in its
@@ -64,8 +66,9 @@ def export_backbone(checkpoint: str,
         out (str, optional): Where to write the export (atomically). None
             only returns it.
         task (str, optional): Expansion checkpoints only: write this task's
-            sub-backbone with plain keys. None writes the whole expanded
-            backbone and reconciliation neck.
+            stream with plain keys. None writes the whole expanded
+            backbone and reconciliation neck, or the one stream of a
+            Hard-sharing backbone.
         config (str, optional): The training config of a checkpoint that
             has no saved layout (written before layouts were saved); its
             layout is then read from this config (:func:`layout_of_config`).
@@ -207,15 +210,17 @@ def _squeeze_part(state_dict: dict, layout: TaskLayout, path: str,
 def _expansion_part(state_dict: dict, layout: TaskLayout, path: str,
                     task: Optional[str]) -> tuple:
     """(trained tasks, weights, extra meta) of an XLearner checkpoint: one
-    stream with plain keys, or the whole expanded backbone and neck with
-    their layout."""
-    if task is not None:
-        if task not in layout.tasks:
+    stream with plain keys (the task's, or the one of a Hard-sharing
+    backbone), or the whole expanded backbone and neck with their layout."""
+    if task is not None or layout.shared:
+        if task is not None and task not in layout.tasks:
             raise ValueError(
                 f'{path} has no sub-backbone for task "{task}"; its expanded '
                 f'backbone has the tasks {list(layout.tasks)}')
+        task = task or layout.tasks[0]
         weights = TaskLayout.strip(state_dict, layout.stream_prefix(task))
-        return [task], weights, _plain_backbone_meta(
+        trained = layout.tasks_on(layout.stream_of(task))
+        return list(trained), weights, _plain_backbone_meta(
             weights, layout.stream_config(task))
     if not layout.backbone:
         raise ValueError(

@@ -100,8 +100,8 @@ def _expansion_rows(cfg: Config) -> list:
     hints = model_cfg.pop('hint_teachers', None) or {}
     model = MODELS.build(model_cfg)
     streams, neck = model.backbone.streams, model.neck
-    rows = [(f'stream {t} ({type(streams[t]).__name__})', numel(streams[t]))
-            for t in model.tasks]
+    rows = [(f'stream {s} ({type(streams[s]).__name__})', numel(streams[s]))
+            for s in model.layout.streams]
     if neck is not None:
         rows += [(f'reconciliation into {t} '
                   f'({sum(len(v) for v in neck.reconcilers[t].values())} '

@@ -109,6 +109,9 @@ class TaskLayout:
         (('cls', 'det'), {'cls': ('imagenet', 'inat'), 'det': ('coco', )})
         >>> layout.stream_prefix('det')
         'backbone.streams.det.'
+        >>> hard_sharing = model.layout  # ExpandedBackbone(shared=True)
+        >>> hard_sharing.streams, hard_sharing.stream_of('det')
+        (('shared', ), 'shared')
         >>> meta['task_layout'] = layout.to_dict()  # what checkpoints hold
         >>> TaskLayout.from_meta(meta) == layout
         True
@@ -125,7 +128,8 @@ class TaskLayout:
             ``MultiSource*Head`` heads (one head per source) or one head for
             all its data.
         backbone (dict, optional): The :class:`ExpandedBackbone` config,
-            without ``init_cfg``.
+            without ``init_cfg``. Its ``shared`` says whether the tasks have
+            a stream each (X-Learner) or share one (Hard-sharing).
         neck (dict, optional): The :class:`ReconciliationNeck` config, None
             for a model without reconciliation.
         student (dict, optional): Squeeze Stage: the student config.
@@ -133,7 +137,10 @@ class TaskLayout:
     """
     # State-dict prefixes of the parts, by model.
     BACKBONE = 'backbone.'  # XLearner's expanded backbone; stock models'
-    STREAMS = 'backbone.streams.'  # XLearner: + '<task>.'
+    STREAMS = 'backbone.streams.'  # XLearner: + '<stream>.'
+    # The name of the one stream of a Hard-sharing backbone; otherwise each
+    # task's stream is named by the task.
+    SHARED_STREAM = 'shared'
     NECK = 'neck.'  # XLearner's reconciliation layers
     RECONCILERS = 'neck.reconcilers.'  # + '<task>.': the layers into task t
     TASK_MODELS = 'task_models.'  # XLearner: + '<task>.'
@@ -287,24 +294,58 @@ class TaskLayout:
         """N of Eq. (1): the number of sources of all tasks."""
         return sum(len(s) for s in self.sources.values())
 
+    @staticmethod
+    def stream_map(tasks: Sequence[str],
+                   shared: bool = False) -> 'OrderedDict[str, str]':
+        """``{task: stream}``: the stream each task runs on, named by the
+        task, or :attr:`SHARED_STREAM` for every task of a Hard-sharing
+        backbone (``shared``). What :class:`ExpandedBackbone` builds."""
+        return OrderedDict(
+            (task, TaskLayout.SHARED_STREAM if shared else task)
+            for task in tasks)
+
+    @property
+    def shared(self) -> bool:
+        """Whether every task runs on one stream (Hard-sharing)."""
+        return bool((self.backbone or {}).get('shared'))
+
+    @property
+    def streams(self) -> Tuple[str, ...]:
+        """The names of the expanded backbone's streams, in order."""
+        return tuple(dict.fromkeys(
+            self.stream_map(self.tasks, self.shared).values()))
+
+    def stream_of(self, task: str) -> str:
+        """The name of the stream task t runs on."""
+        if task not in self.tasks:
+            raise KeyError(f'No task "{task}": the tasks are '
+                           f'{list(self.tasks)}')
+        return self.stream_map(self.tasks, self.shared)[task]
+
+    def tasks_on(self, stream: str) -> Tuple[str, ...]:
+        """The tasks whose data train the stream (all tasks for a shared
+        one)."""
+        return tuple(t for t in self.tasks if self.stream_of(t) == stream)
+
     def stream_prefix(self, task: str) -> str:
-        """The state-dict prefix of task t's sub-backbone."""
-        return f'{self.STREAMS}{task}.'
+        """The state-dict prefix of the stream task t runs on."""
+        return f'{self.STREAMS}{self.stream_of(task)}.'
 
     def stream_config(self, task: str) -> Optional[dict]:
-        """Task t's sub-backbone config (the shared one with the task's
+        """The config of task t's stream (the common one with the stream's
         ``stream_overrides``), without ``init_cfg``; None where unknown."""
         if not self.backbone or not isinstance(
                 self.backbone.get('backbone'), dict):
             return None
-        overrides = (self.backbone.get('stream_overrides') or {}).get(task)
+        overrides = (self.backbone.get('stream_overrides') or {}).get(
+            self.stream_of(task))
         return dict(self.backbone['backbone'], **(overrides or {}))
 
     def differences(self, other: 'TaskLayout', what: str, other_what: str,
                     sources: bool = True) -> List[str]:
         """How ``other`` (e.g. a checkpoint's layout) differs from this one
-        in tasks, reconciliation and (where both know them and ``sources``)
-        sources, one line per difference."""
+        in tasks, streams, reconciliation and (where both know them and
+        ``sources``) sources, one line per difference."""
         problems = []
         if self.tasks != other.tasks:
             problems.append(f'tasks: {list(self.tasks)} in {what}, '
@@ -316,6 +357,9 @@ class TaskLayout:
                 for task in self.tasks
                 if self.sources[task] != other.sources[task]
             ]
+        if self.tasks == other.tasks and self.streams != other.streams:
+            problems.append(f'streams: {list(self.streams)} in {what}, '
+                            f'{list(other.streams)} in {other_what}')
         if (self.neck is None) != (other.neck is None):
             problems.append(
                 f'reconciliation: {"none" if self.neck is None else "a neck"} '
@@ -360,7 +404,8 @@ class TaskLayout:
 
     @classmethod
     def stream_tasks(cls, state_dict: dict) -> List[str]:
-        """The tasks of the expanded backbone in an Expansion state dict."""
+        """The stream names of the expanded backbone in an Expansion state
+        dict: its tasks, or :attr:`SHARED_STREAM` (Hard-sharing)."""
         return cls._tasks_under(state_dict, cls.STREAMS)
 
     @classmethod
@@ -406,7 +451,7 @@ class TaskLayout:
         meta, state_dict = found['meta'], found['state_dict']
         exported = 'source_checkpoint' in meta and 'stage' in meta
         if exported and (meta['stage'] != 'expansion'
-                         or meta.get('task') is not None):
+                         or meta.get('task') is not None or 'resnet' in meta):
             raise ValueError(
                 f'{key}: {path} is a plain backbone export (stage '
                 f'{meta["stage"]!r}, task {meta.get("task")!r}), not a whole '
@@ -450,9 +495,16 @@ class TaskLayout:
 def build_expanded(backbone: dict, neck: Optional[dict]) -> tuple:
     """``(ExpandedBackbone, ReconciliationNeck or None)`` from their configs;
     the neck's ``in_channels`` and ``strides`` are read from the backbone
-    (so configs need not repeat them), and a single task has no neck."""
+    (so configs need not repeat them), and a single task has no neck. A
+    Hard-sharing backbone (``shared``) refuses a neck: its tasks share one
+    stream, so there is nothing to reconcile."""
     from xlearner_mm.registry import MODELS
     backbone = MODELS.build(backbone)
+    if neck is not None and backbone.shared:
+        raise ValueError(
+            'model.backbone.shared=True runs every task on one stream '
+            '(Hard-sharing), which leaves nothing to reconcile: set '
+            f'model.neck=None (got a {neck.get("type")})')
     if neck is None or len(backbone.tasks) < 2:
         return backbone, None
     neck = copy.deepcopy(neck)

@@ -1,7 +1,8 @@
-# Real-scale data pipelines of the three tasks, as in the stock configs of
-# mmpretrain (ImageNet), mmdet (COCO) and mmseg (ADE20K). One pipeline serves
-# all sources of a task: MultiSourceDataset gives it to every source config
-# without a `pipeline` of its own.
+# Real-scale data pipelines of the base setting's two tasks, as in the stock
+# configs of mmpretrain (ImageNet) and mmdet (COCO). One pipeline serves all
+# sources of a task: MultiSourceDataset gives it to every source config
+# without a `pipeline` of its own. The segmentation pipelines come with the
+# segmentation task: ../tasks/seg_ade20k_coco_stuff.py.
 cls_train_pipeline = [
     dict(type='mmpretrain.LoadImageFromFile'),
     dict(type='mmpretrain.RandomResizedCrop', scale=224),
@@ -29,26 +30,4 @@ det_test_pipeline = [
         type='mmdet.PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor')),
-]
-seg_train_pipeline = [
-    dict(type='mmseg.LoadImageFromFile'),
-    # No reduce_zero_label here: each dataset's own setting applies (True for
-    # ADE20K, False for COCO-Stuff 164k), so one pipeline serves all sources.
-    dict(type='mmseg.LoadAnnotations'),
-    dict(
-        type='mmseg.RandomResize',
-        scale=(2048, 512),
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
-    dict(type='mmseg.RandomCrop', crop_size=(512, 512), cat_max_ratio=0.75),
-    dict(type='mmseg.RandomFlip', prob=0.5),
-    dict(type='mmseg.PhotoMetricDistortion'),
-    dict(type='mmseg.PackSegInputs'),
-]
-seg_test_pipeline = [
-    dict(type='mmseg.LoadImageFromFile'),
-    dict(type='mmseg.Resize', scale=(2048, 512), keep_ratio=True),
-    # After Resize: the ground truth is evaluated at its original size.
-    dict(type='mmseg.LoadAnnotations'),
-    dict(type='mmseg.PackSegInputs'),
 ]

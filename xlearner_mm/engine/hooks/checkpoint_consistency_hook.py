@@ -130,7 +130,7 @@ class CheckpointConsistencyHook(Hook):
         problems = problems or checkpoint_mismatches(
             TaskLayout.expansion_state(model.state_dict()),
             TaskLayout.expansion_state(checkpoint.get('state_dict', checkpoint)),
-            model.tasks, path, config='the config (model)')
+            model.layout.streams, path, config='the config (model)')
         if problems:
             raise ValueError(
                 f'Checkpoint {path} does not fit the expanded backbone of '

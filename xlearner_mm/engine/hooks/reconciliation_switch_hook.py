@@ -37,6 +37,12 @@ class ReconciliationSwitchHook(Hook):
     the first iteration: such a run never trains the reconciliation layers,
     although the model it saves has them switched on.
 
+    A model without a neck (``model.neck=None``, the "w/o Rec." ablation)
+    keeps Algorithm 1's phases: before tau each stream trains on its own
+    task loss (their sum), from tau on jointly on the Eq. (1) average. Only
+    reconciliation has nothing to switch on, and DDP nothing to ignore, which
+    the hook logs once; so one config family serves both.
+
     Examples:
         The demo Expansion (``configs/demo/expansion_demo.py``): three tasks
         whose sub-backbones train apart for 40 of 120 iterations. The hook
@@ -87,10 +93,10 @@ class ReconciliationSwitchHook(Hook):
     @staticmethod
     def _model(runner):
         model = unwrap_model(runner.model)
-        if not getattr(model, 'with_reconciliation', False):
+        if not hasattr(model, 'with_reconciliation'):
             raise TypeError(
-                'ReconciliationSwitchHook needs an XLearner model with a '
-                f'reconciliation neck, got {type(model).__name__}')
+                'ReconciliationSwitchHook needs an XLearner model (Algorithm '
+                f"1's phases), got {type(model).__name__}")
         return model
 
     def _set(self, runner, reconcile: bool) -> None:
@@ -126,7 +132,7 @@ class ReconciliationSwitchHook(Hook):
             'buffers of the reconciliation neck', 'current')
 
     def before_train(self, runner) -> None:
-        self._model(runner)
+        model = self._model(runner)
         if self.tau >= runner.max_iters:
             raise ValueError(
                 f'ReconciliationSwitchHook tau={self.tau} (custom_hooks) is '
@@ -134,9 +140,14 @@ class ReconciliationSwitchHook(Hook):
                 'would end before the joint phase, so the reconciliation '
                 'layers would never train, yet the saved model would use '
                 'them (Squeeze Stage, export). Lower tau or raise max_iters; '
-                'for a run without reconciliation, build the model with '
-                'model.neck=None and leave out this hook.')
-        if runner.iter < self.tau:
+                'for a run without the separate phase, leave out this hook.')
+        if not model.with_reconciliation:
+            print_log(
+                'ReconciliationSwitchHook: the model has no reconciliation '
+                'neck (model.neck=None), so tau switches only the loss: the '
+                'sum of the task losses before it (separate training), the '
+                'Eq. (1) average from it on (joint training)', 'current')
+        elif runner.iter < self.tau:
             self._rewrap(runner, ignore_neck=True)
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:

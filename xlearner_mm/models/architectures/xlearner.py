@@ -136,6 +136,23 @@ class XLearner(BaseModel):
     switched by :class:`ReconciliationSwitchHook`) the sub-backbones train
     separately, each on its own task loss (the mean over the task's sources);
     afterwards jointly, with reconciliation and the Eq. (1) average.
+    :attr:`reconcile` is Algorithm 1's phase: it starts True (the model after
+    tau), so a model without the hook trains jointly on Eq. (1) throughout.
+    Without a neck it switches only the loss (the sum of the task losses
+    before tau, Eq. (1) after): the "w/o Rec." ablation keeps Algorithm 1's
+    phases, and Hard-sharing (``backbone.shared=True``, no neck, no hook) is
+    trained on Eq. (1).
+
+    Examples:
+        >>> model = dict(
+        ...     type='XLearner',
+        ...     backbone=dict(type='ExpandedBackbone',
+        ...                   backbone=dict(type='mmdet.ResNet', depth=50)),
+        ...     neck=dict(type='ReconciliationNeck', out_levels=dict(cls=(3, ))),
+        ...     task_models=dict(cls=dict(type='mmpretrain.ImageClassifier',
+        ...                               ...),
+        ...                      det=dict(type='mmdet.FasterRCNN', ...)),
+        ...     hint_phase='always')
 
     Args:
         backbone (dict): :class:`ExpandedBackbone` config. ``tasks`` defaults
@@ -156,6 +173,14 @@ class XLearner(BaseModel):
             task's stream ``F^t``. Its loss, ``<task>.hint_loss``, is part of
             the task's loss shared by the task's sources (see
             :meth:`parse_losses`). Defaults to None.
+        hint_phase (str): When the X-Learner++ hints supervise the streams:
+            ``'always'``, or ``'before_tau'`` (only while :attr:`reconcile`
+            is False; afterwards ``hint_loss`` is 0). The paper says both
+            "besides the original supervision from labels" and "a
+            pre-distillation process ... prior to training the expanded
+            backbone". Defaults to ``'always'``: the hints join the labels'
+            supervision in the whole Expansion Stage, as this model did before
+            the option existed; ``'before_tau'`` reads "prior to" literally.
         init_cfg (dict, optional): Defaults to None.
 
     Examples:
@@ -175,15 +200,20 @@ class XLearner(BaseModel):
                       out_levels=dict(cls=(3, ))),
             task_models=dict(cls=cls_classifier, det=faster_rcnn))
     """
+    HINT_PHASES = ('always', 'before_tau')
 
     def __init__(self,
                  backbone: dict,
                  task_models: Dict[str, dict],
                  neck: Optional[dict] = DEFAULT_NECK,
                  hint_teachers: Optional[Dict[str, dict]] = None,
+                 hint_phase: str = 'always',
                  init_cfg: Optional[dict] = None) -> None:
         if not task_models:
             raise ValueError('XLearner needs at least one entry in task_models')
+        if hint_phase not in self.HINT_PHASES:
+            raise ValueError(f'model.hint_phase must be one of '
+                             f'{self.HINT_PHASES}, got {hint_phase!r}')
         tasks = list(task_models)
         backbone = copy.deepcopy(backbone)
         if list(backbone.setdefault('tasks', tasks)) != tasks:
@@ -221,17 +251,21 @@ class XLearner(BaseModel):
                 dict(type='HintTeacher', task=task,
                      in_channels=self.backbone.out_channels[task],
                      in_strides=self.backbone.out_strides[task]), **cfg))
-        # Algorithm 1's phase; ReconciliationSwitchHook sets it from runner.iter.
-        self.reconcile = self.neck is not None
+        self.hint_phase = hint_phase
+        # Algorithm 1's phase; ReconciliationSwitchHook sets it from
+        # runner.iter. True: the model after tau, also where no hook runs.
+        self.reconcile = True
 
     def task_parameter_names(self) -> Dict[str, Set[str]]:
         """``{task: names}`` (as :meth:`named_parameters` gives them) of the
-        parameters that serve task t alone: its stream, the reconciliation
-        layers into it, its stock model and its X-Learner++ guidance."""
-        parts = {
-            task: [self.backbone.streams[task], self.task_models[task]]
-            for task in self.tasks
-        }
+        parameters that serve task t alone: its stream (unless other tasks
+        share it), the reconciliation layers into it, its stock model and its
+        X-Learner++ guidance."""
+        parts = {task: [self.task_models[task]] for task in self.tasks}
+        for stream in self.layout.streams:
+            served = self.layout.tasks_on(stream)
+            if len(served) == 1:
+                parts[served[0]].append(self.backbone.streams[stream])
         for task in self.tasks:
             if self.neck is not None and task in self.neck.reconcilers:
                 parts[task].append(self.neck.reconcilers[task])
@@ -308,6 +342,10 @@ class XLearner(BaseModel):
         model = self.task_models[task]
         if task not in self.hints:
             return model.loss(inputs, data_samples)
+        if self.hint_phase == 'before_tau' and self.reconcile:
+            losses = model.loss(inputs, data_samples)
+            losses['hint_loss'] = self.hints[task].idle_loss()
+            return losses
         feats = []
         handle = model.backbone.register_forward_hook(
             lambda module, args, out: feats.append(out))

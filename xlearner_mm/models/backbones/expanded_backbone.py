@@ -1,11 +1,14 @@
 import copy
-from typing import Dict, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModule, ModuleDict
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from xlearner_mm.registry import MODELS
+from xlearner_mm.structures import TaskLayout
 
 # Side of the dummy image used to read a backbone's level widths and strides.
 _PROBE_SIZE = 64
@@ -29,6 +32,28 @@ def probe_levels(backbone: nn.Module) -> Tuple[tuple, tuple]:
             tuple(_PROBE_SIZE // out.shape[-1] for out in outs))
 
 
+@contextmanager
+def running_stats_kept(module: nn.Module) -> Iterator[None]:
+    """Run ``module`` with its norm layers' running statistics left as they
+    are: train-mode layers still normalise with the batch's statistics, but
+    what they add to their running mean, variance and batch count is
+    undone afterwards."""
+    norms = [
+        m for m in module.modules() if isinstance(m, _BatchNorm)
+        and m.training and m.track_running_stats
+    ]
+    saved = [(m.running_mean.clone(), m.running_var.clone(),
+              m.num_batches_tracked.clone()) for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, (mean, var, count) in zip(norms, saved):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(count)
+
+
 @MODELS.register_module()
 class ExpandedBackbone(BaseModule):
     """The T task-specific sub-backbones of X-Learner's Expansion Stage.
@@ -37,14 +62,42 @@ class ExpandedBackbone(BaseModule):
     trained on that task's sources. The reconciliation layers that join them
     live in :class:`ReconciliationNeck`; this module only runs the streams.
 
+    With ``shared=True`` it is the paper's Hard-sharing baseline (Tab. 2, 3,
+    6) instead: one stream, named ``'shared'``, that every task's batch goes
+    through, so every task's loss trains it. The stream names come from
+    :meth:`TaskLayout.stream_map`.
+
+    Examples:
+        >>> backbone = dict(
+        ...     type='ExpandedBackbone',
+        ...     backbone=dict(type='mmdet.ResNet', depth=50,
+        ...                   out_indices=(0, 1, 2, 3)),
+        ...     shared=False,  # True: Hard-sharing, with model.neck=None
+        ...     update_bn_on_other_tasks=True)
+
     Args:
         tasks (Sequence[str]): Task names, e.g. ``('cls', 'det', 'seg')``.
         backbone (dict): Config of one sub-backbone, used for every task,
             e.g. ``dict(type='mmdet.ResNet', depth=50, out_indices=(0, 1, 2, 3))``.
             Any backbone returning a tuple of D feature maps works.
-        stream_overrides (dict, optional): ``{task: dict}`` merged into
-            ``backbone`` for that task only, e.g. an ``init_cfg`` that loads
-            the task's sub-backbone from a checkpoint. Defaults to None.
+        stream_overrides (dict, optional): ``{stream: dict}`` merged into
+            ``backbone`` for that stream only (a stream is named by its task,
+            or ``'shared'``), e.g. an ``init_cfg`` that loads the task's
+            sub-backbone from a checkpoint. Defaults to None.
+        shared (bool): One stream for all tasks (Hard-sharing). Defaults to
+            False: one stream per task, as X-Learner expands.
+        update_bn_on_other_tasks (bool): Whether a stream that runs on
+            another task's batch only to feed the reconciliation layers (under
+            ``no_grad``, see :meth:`forward`) updates its BN running
+            statistics with those images. The paper does not say. Either
+            way the stream normalises with the batch's statistics in training
+            (its features are the same); False undoes what such a forward
+            adds to the running statistics, so that a stream's statistics
+            come from its own task's images only. Defaults to True, what
+            running the streams in train mode does: after tau the streams see
+            every task's images, and so they do in the Squeeze Stage, where
+            the frozen expanded backbone (eval mode, running statistics)
+            makes every task's :math:`F^t` from every stream.
         init_cfg (dict, optional): Initialization config. Defaults to None.
 
     Attributes:
@@ -69,28 +122,38 @@ class ExpandedBackbone(BaseModule):
                  tasks: Sequence[str],
                  backbone: dict,
                  stream_overrides: Optional[Dict[str, dict]] = None,
+                 shared: bool = False,
+                 update_bn_on_other_tasks: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         tasks = tuple(tasks)
         if not tasks or len(set(tasks)) != len(tasks):
             raise ValueError(
                 f'ExpandedBackbone needs distinct task names, got {tasks}')
-        stream_overrides = stream_overrides or {}
-        unknown = set(stream_overrides) - set(tasks)
-        if unknown:
-            raise KeyError(f'stream_overrides names tasks {sorted(unknown)} '
-                           f'that are not among the tasks {list(tasks)}')
         self.tasks = tasks
+        self.shared = shared
+        self.update_bn_on_other_tasks = update_bn_on_other_tasks
+        # {task: stream name}
+        self.task_streams = TaskLayout.stream_map(tasks, shared)
+        names = list(dict.fromkeys(self.task_streams.values()))
+        stream_overrides = stream_overrides or {}
+        unknown = set(stream_overrides) - set(names)
+        if unknown:
+            raise KeyError(
+                f'model.backbone.stream_overrides names streams '
+                f'{sorted(unknown)}; the streams are {names}')
         # mmengine's ModuleDict passes init_weights() on to the streams, so
         # that their init_cfg (e.g. a Pretrained checkpoint) is applied.
         self.streams = ModuleDict()
-        for task in tasks:
+        for name in names:
             cfg = copy.deepcopy(backbone)
-            cfg.update(copy.deepcopy(stream_overrides.get(task, {})))
-            self.streams[task] = MODELS.build(cfg)
-        levels = {task: probe_levels(s) for task, s in self.streams.items()}
-        self.out_channels = {t: c for t, (c, _) in levels.items()}
-        self.out_strides = {t: s for t, (_, s) in levels.items()}
+            cfg.update(copy.deepcopy(stream_overrides.get(name, {})))
+            self.streams[name] = MODELS.build(cfg)
+        levels = {name: probe_levels(s) for name, s in self.streams.items()}
+        self.out_channels = {
+            t: levels[s][0] for t, s in self.task_streams.items()}
+        self.out_strides = {
+            t: levels[s][1] for t, s in self.task_streams.items()}
 
     @property
     def num_levels(self) -> Dict[str, int]:
@@ -106,12 +169,15 @@ class ExpandedBackbone(BaseModule):
 
         Args:
             x (Tensor): Images of shape (N, 3, H, W).
-            tasks (Sequence[str], optional): Streams to run. Defaults to all.
-            grad_tasks (Sequence[str], optional): Streams whose autograd graph
-                is kept. The others run under ``torch.no_grad()``: their
-                outputs only feed reconciliation layers, whose inputs are
-                detached (paper Sec. 3.2), so recording a graph for them
-                would only cost memory. Defaults to all of ``tasks``.
+            tasks (Sequence[str], optional): The tasks whose streams run.
+                Defaults to all. A shared stream runs once.
+            grad_tasks (Sequence[str], optional): The tasks whose streams keep
+                their autograd graph. The others run under ``torch.no_grad()``:
+                their outputs only feed reconciliation layers, whose inputs
+                are detached (paper Sec. 3.2), so recording a graph for them
+                would only cost memory; with ``update_bn_on_other_tasks=False``
+                they also leave their BN running statistics unchanged.
+                Defaults to all of ``tasks``.
 
         Returns:
             dict[str, tuple[Tensor]]: ``{task: (E_1^t, ..., E_D^t)}``, level i
@@ -119,13 +185,24 @@ class ExpandedBackbone(BaseModule):
         """
         tasks = self.tasks if tasks is None else tuple(tasks)
         grad_tasks = tasks if grad_tasks is None else tuple(grad_tasks)
-        feats = {}
-        for task in tasks:
-            if task not in self.streams:
-                raise KeyError(f'No sub-backbone for task "{task}"; the '
-                               f'expanded backbone has {list(self.tasks)}')
-            with torch.set_grad_enabled(torch.is_grad_enabled()
-                                        and task in grad_tasks):
-                outs = self.streams[task](x)
-            feats[task] = as_levels(outs)
-        return feats
+        unknown = [t for t in tasks if t not in self.task_streams]
+        if unknown:
+            raise KeyError(f'No sub-backbone for task "{unknown[0]}"; the '
+                           f'expanded backbone has {list(self.tasks)}')
+        grad_streams = {self.task_streams.get(t) for t in grad_tasks}
+        outs = {}
+        for stream in dict.fromkeys(self.task_streams[t] for t in tasks):
+            outs[stream] = self._run(stream, x, stream in grad_streams)
+        return {task: outs[self.task_streams[task]] for task in tasks}
+
+    def _run(self, stream: str, x: Tensor,
+             grad: bool) -> Tuple[Tensor, ...]:
+        """One stream on ``x``, with its autograd graph or, feeding only the
+        reconciliation layers, without (and its BN statistics kept unless
+        ``update_bn_on_other_tasks``)."""
+        module = self.streams[stream]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and grad):
+            if grad or self.update_bn_on_other_tasks:
+                return as_levels(module(x))
+            with running_stats_kept(module):
+                return as_levels(module(x))

@@ -50,7 +50,7 @@ class ExpansionTeacher(nn.Module):
         problems = (saved.differences(self.layout, f'checkpoint {path}',
                                       cfg_key) if saved else [])
         problems = problems or checkpoint_mismatches(
-            self.state_dict(), state, self.tasks, path)
+            self.state_dict(), state, self.layout.streams, path)
         if problems:
             raise ValueError(
                 f'{key} {path} does not match the teacher config '

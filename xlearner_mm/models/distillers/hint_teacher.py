@@ -31,6 +31,17 @@ class HintTeacher(FrozenTeacherMixin, BaseModule):
     weights. The guidance layers are ordinary submodules: trained, and
     saved.
 
+    Examples:
+        Built by :class:`XLearner` from ``model.hint_teachers``, which fills
+        in ``in_channels``, ``in_strides`` and ``task``:
+
+        >>> hint_teachers = dict(cls=dict(
+        ...     backbone=dict(type='mmpretrain.ResNet', depth=50,
+        ...                   out_indices=(0, 1, 2, 3),
+        ...                   init_cfg=dict(type='ZooPretrained',
+        ...                                 checkpoint='resnet50_in1k.pth')),
+        ...     levels=(3, ), loss_weight=1.0))
+
     Args:
         backbone (dict): The teacher's backbone config; its ``init_cfg``
             must load a checkpoint (``Pretrained`` or ``ZooPretrained``).
@@ -121,6 +132,14 @@ class HintTeacher(FrozenTeacherMixin, BaseModule):
     def extra_repr(self) -> str:
         return f'task={self.task}, levels={self.levels}, teacher (frozen): ' \
             f'{type(self.teacher.streams[self.task]).__name__}'
+
+    def idle_loss(self) -> Tensor:
+        """A zero loss that still reaches the guidance layers, for the
+        iterations in which the hints are off (``hint_phase='before_tau'``
+        after tau): DistributedDataParallel, which runs with
+        ``find_unused_parameters=False``, expects a gradient for every
+        parameter in every iteration."""
+        return sum(p.sum() for p in self.guides.parameters()) * 0.
 
     def forward(self, images: Tensor, feats: Tuple[Tensor, ...]) -> Tensor:
         """Args:

@@ -21,12 +21,20 @@ def _ratio(fine: int, coarse: int, what: str) -> int:
 class ReconciliationLayer(nn.Module):
     """One reconciliation layer :math:`\\gamma_{j \\to i}^{k \\to t}`.
 
-    It is :math:`i - j` times :math:`\\gamma_a` followed by one
-    :math:`\\gamma_b` (paper Sec. 3.2):
+    It is :math:`|i - j|` level steps followed by one :math:`\\gamma_b`
+    (paper Sec. 3.2). The steps are :math:`\\gamma_a` from a shallower level
+    (X-Learner, j < i) and :math:`\\gamma_c` from a deeper one (X-Learner_t,
+    j > i, paper Sec. 3.4):
 
     - ``gamma_a``: one level step up along task k's stream. A 3x3 strided
       conv (stride :math:`s_{m+1}^k / s_m^k`, 2 for ResNet) + norm that
       changes channels from :math:`C_m^k` to :math:`C_{m+1}^k`.
+    - ``gamma_c``: one level step down along task k's stream, "an
+      up-sampling layer and a convolutional layer" in the paper's order:
+      nearest up-sampling by :math:`s_m^k / s_{m-1}^k`, then a 3x3 conv +
+      norm from :math:`C_m^k` to :math:`C_{m-1}^k` at the finer level (the
+      conv smooths the up-sampled blocks; it costs 4x the MACs of a conv
+      before the up-sampling).
     - ``gamma_b``: the cross-task bridge at level i. A 1x1 conv + norm that
       changes channels from task k's width :math:`C_i^k` to task t's
       :math:`C_i^t`. Its stride is 1 when both streams have the same stride
@@ -52,48 +60,60 @@ class ReconciliationLayer(nn.Module):
 
     Args:
         level_channels (Sequence[int]): Task k's widths
-            :math:`(C_j^k, ..., C_i^k)`.
+            :math:`(C_j^k, ..., C_i^k)`, from level j to level i.
         out_channels (int): :math:`C_i^t`.
-        step_strides (Sequence[int]): Stride of each ``gamma_a`` (i - j of
-            them).
+        step_strides (Sequence[int]): The resolution ratio of each step
+            (:math:`|i - j|` of them): the stride of a ``gamma_a``, the
+            up-sampling factor of a ``gamma_c``.
         bridge_stride (int): Stride of ``gamma_b``.
         groups (int): Groups of every conv, reduced to a divisor of its
             channels.
         norm_cfg (dict): Norm layer config.
         act_cfg (dict): Activation before every conv but the first.
+        upsample (bool): Steps down (``gamma_c``) instead of up
+            (``gamma_a``). Defaults to False.
     """
 
     def __init__(self, level_channels: Sequence[int], out_channels: int,
                  step_strides: Sequence[int], bridge_stride: int, groups: int,
-                 norm_cfg: dict, act_cfg: dict) -> None:
+                 norm_cfg: dict, act_cfg: dict, upsample: bool = False) -> None:
         super().__init__()
         assert len(step_strides) == len(level_channels) - 1
-        self.gamma_a = nn.ModuleList(
-            ConvModule(
+
+        def conv(cin, cout, kernel_size, stride, act):
+            return ConvModule(
                 cin,
                 cout,
-                kernel_size=3,
+                kernel_size=kernel_size,
                 stride=stride,
-                padding=1,
+                padding=kernel_size // 2,
                 groups=math.gcd(groups, cin, cout),
                 norm_cfg=norm_cfg,
-                act_cfg=act_cfg if m else None,
+                act_cfg=act_cfg if act else None,
                 order=('act', 'conv', 'norm'))
-            for m, (cin, cout, stride) in enumerate(
-                zip(level_channels[:-1], level_channels[1:], step_strides)))
-        self.gamma_b = ConvModule(
-            level_channels[-1],
-            out_channels,
-            kernel_size=1,
-            stride=bridge_stride,
-            groups=math.gcd(groups, level_channels[-1], out_channels),
-            norm_cfg=norm_cfg,
-            act_cfg=act_cfg if self.gamma_a else None,
-            order=('act', 'conv', 'norm'))
+
+        steps = nn.ModuleList()
+        for m, (cin, cout, ratio) in enumerate(
+                zip(level_channels[:-1], level_channels[1:], step_strides)):
+            if upsample:  # nearest up-sampling commutes with the activation
+                steps.append(nn.Sequential(
+                    nn.Upsample(scale_factor=ratio, mode='nearest'),
+                    conv(cin, cout, 3, 1, m)))
+            else:
+                steps.append(conv(cin, cout, 3, ratio, m))
+        self.step_name = 'gamma_c' if upsample else 'gamma_a'
+        self.add_module(self.step_name, steps)
+        self.gamma_b = conv(level_channels[-1], out_channels, 1,
+                            bridge_stride, len(steps))
+
+    @property
+    def steps(self) -> nn.ModuleList:
+        """The level steps: ``gamma_a`` or ``gamma_c``."""
+        return getattr(self, self.step_name)
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C_j^k, H_j^k, W_j^k) -> (N, C_i^t, H_i^t, W_i^t)."""
-        for step in self.gamma_a:
+        for step in self.steps:
             x = step(x)
         return self.gamma_b(x)
 
@@ -113,6 +133,13 @@ class ReconciliationNeck(BaseModule):
     (paper Sec. 3.2), so task t's loss only trains its own stream and the
     layers that feed it.
 
+    ``direction='top_down'`` is X-Learner_t (paper Sec. 3.4, Tab. 6): the
+    layers read the other tasks' *deeper* levels, :math:`\\sum_{j \\geq i}`,
+    and step down with :math:`\\gamma_c` (up-sampling + conv) instead of
+    :math:`\\gamma_a`. With every level read it has as many layers,
+    T(T-1)D(D+1)/2, by symmetry (level i reads D - i + 1 levels, 1-based,
+    instead of i).
+
     A level :math:`F_i^t` that no head of task t reads (a classifier pools
     only the last level; an FCN head with ``in_index=3`` too) would have
     layers that never get a gradient: besides being dead weight they make
@@ -120,20 +147,14 @@ class ReconciliationNeck(BaseModule):
     unused parameters in every iteration (``find_unused_parameters``).
     ``out_levels`` names the levels that are read; the others are returned
     as the plain :math:`\\mathcal{E}_i^t` and get no layers, so the neck has
-    :math:`(T-1)\\sum_t\\sum_{i \\in L_t} i` layers (1-based i), which is
-    T(T-1)D(D+1)/2 when every level is read.
+    :math:`(T-1)\\sum_t\\sum_{i \\in L_t} i` layers bottom-up and
+    :math:`(T-1)\\sum_t\\sum_{i \\in L_t} (D - i + 1)` top-down (1-based i),
+    both T(T-1)D(D+1)/2 when every level is read. E.g. two ResNet-50
+    streams with ``out_levels=dict(cls=(3, ))``: 4 + 10 = 14 layers
+    bottom-up, 1 + 10 = 11 top-down.
 
     ``in_channels`` and ``strides`` are normally filled in by
     :class:`XLearner` from the :class:`ExpandedBackbone`.
-
-    Examples:
-        The neck of ``configs/xlearner/expansion_r50.py``, in an
-        :class:`XLearner` config (the classifier reads the last level only):
-
-        >>> model = dict(
-        ...     type='XLearner',
-        ...     neck=dict(type='ReconciliationNeck', groups=32,
-        ...               out_levels=dict(cls=(3, ))))
 
     Args:
         in_channels (dict[str, Sequence[int]]): :math:`C_i^t` per task.
@@ -148,6 +169,9 @@ class ReconciliationNeck(BaseModule):
             Defaults to 32.
         detach_inputs (bool): Cut the graph at the layers' inputs, as the
             paper does. Defaults to True.
+        direction (str): ``'bottom_up'`` (X-Learner: level i reads levels
+            j <= i) or ``'top_down'`` (X-Learner_t: j >= i). Defaults to
+            ``'bottom_up'``, the paper's X-Learner.
         out_levels (dict[str, Sequence[int]], optional): The 0-based levels
             :math:`L_t` of each task that its heads read, e.g.
             ``dict(cls=(3, ))``; tasks left out read every level. Defaults to
@@ -160,15 +184,19 @@ class ReconciliationNeck(BaseModule):
     Examples:
         # model.neck of configs/xlearner/expansion_r50.py: the classifier
         # reads the last level only
+        # (direction='top_down' is X-Learner_t's)
         neck = dict(
-            type='ReconciliationNeck', groups=32, out_levels=dict(cls=(3, )))
+            type='ReconciliationNeck', groups=32, out_levels=dict(cls=(3, )),
+            direction='bottom_up')
     """
+    DIRECTIONS = ('bottom_up', 'top_down')
 
     def __init__(self,
                  in_channels: Dict[str, Sequence[int]],
                  strides: Dict[str, Sequence[int]],
                  groups: int = 32,
                  detach_inputs: bool = True,
+                 direction: str = 'bottom_up',
                  out_levels: Optional[Dict[str, Sequence[int]]] = None,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='ReLU'),
@@ -187,9 +215,13 @@ class ReconciliationNeck(BaseModule):
             if len(strides[task]) != depths[task]:
                 raise ValueError(f'Task "{task}": {depths[task]} channels but '
                                  f'{len(strides[task])} strides')
+        if direction not in self.DIRECTIONS:
+            raise ValueError(f'model.neck.direction must be one of '
+                             f'{self.DIRECTIONS}, got {direction!r}')
         self.tasks = tuple(in_channels)
         self.num_levels = next(iter(depths.values()))
         self.detach_inputs = detach_inputs
+        self.direction = direction
         self.out_levels = self._check_out_levels(out_levels or {})
         # reconcilers[t][k]['j_i'] = gamma_{j->i}^{k->t}
         self.reconcilers = nn.ModuleDict()
@@ -200,22 +232,37 @@ class ReconciliationNeck(BaseModule):
                     continue
                 layers = nn.ModuleDict()
                 for i in self.out_levels[t]:
-                    for j in range(i + 1):
+                    for j in self.source_levels(i):
                         where = f'gamma_{j}->{i}^{k}->{t}'
+                        path = self._path(j, i)
                         layers[f'{j}_{i}'] = ReconciliationLayer(
-                            in_channels[k][j:i + 1],
+                            [in_channels[k][m] for m in path],
                             in_channels[t][i],
                             step_strides=[
-                                _ratio(strides[k][m], strides[k][m + 1], where)
-                                for m in range(j, i)
+                                _ratio(*sorted((strides[k][a], strides[k][b])),
+                                       where)
+                                for a, b in zip(path[:-1], path[1:])
                             ],
                             bridge_stride=_ratio(strides[k][i], strides[t][i],
                                                  where),
                             groups=groups,
                             norm_cfg=norm_cfg,
-                            act_cfg=act_cfg)
+                            act_cfg=act_cfg,
+                            upsample=direction == 'top_down')
                 into_t[k] = layers
             self.reconcilers[t] = into_t
+
+    def source_levels(self, i: int) -> range:
+        """The levels j of the other streams that level i reads: j <= i
+        bottom-up, j >= i top-down."""
+        if self.direction == 'top_down':
+            return range(i, self.num_levels)
+        return range(i + 1)
+
+    @staticmethod
+    def _path(j: int, i: int) -> list:
+        """The levels a layer from level j to level i passes, j first."""
+        return list(range(j, i + 1)) if j <= i else list(range(j, i - 1, -1))
 
     def _check_out_levels(self, out_levels: Dict[str, Sequence[int]]
                           ) -> Dict[str, Tuple[int, ...]]:
@@ -240,7 +287,7 @@ class ReconciliationNeck(BaseModule):
     @property
     def num_layers(self) -> int:
         """Number of reconciliation layers, T(T-1)D(D+1)/2 when every level
-        is read."""
+        is read (either direction)."""
         return sum(
             len(layers) for into_t in self.reconcilers.values()
             for layers in into_t.values())
@@ -270,7 +317,7 @@ class ReconciliationNeck(BaseModule):
                 fused.append(out)
                 continue
             for k, layers in self.reconcilers[task].items():
-                for j in range(i + 1):
+                for j in self.source_levels(i):
                     src = feats[k][j]
                     if self.detach_inputs:
                         src = src.detach()

@@ -97,14 +97,15 @@ def stream_weight_count(model: nn.Module) -> int:
             ambiguous: give ``keep_params`` as a number).
     """
     streams = getattr(getattr(model, 'backbone', None), 'streams', None)
-    if not isinstance(streams, nn.ModuleDict) or not len(streams):
+    layout = getattr(model, 'layout', None)
+    if not isinstance(streams, nn.ModuleDict) or layout is None:
         raise TypeError(
             "keep_params='one_stream' needs an XLearner with an "
             f'ExpandedBackbone (model.backbone.streams); got '
             f'{type(model).__name__}')
     counts = {
-        task: sum(w.numel() for w in _layer_weights(stream).values())
-        for task, stream in streams.items()
+        name: sum(w.numel() for w in _layer_weights(streams[name]).values())
+        for name in layout.streams
     }
     if len(set(counts.values())) != 1:
         raise ValueError(

@@ -12,21 +12,22 @@ _MAX_LISTED = 10
 
 
 def checkpoint_mismatches(expected: Dict[str, Tensor],
-                          found: Dict[str, Tensor], tasks: Sequence[str],
+                          found: Dict[str, Tensor], streams: Sequence[str],
                           path: str,
                           config: str = 'the teacher config') -> List[str]:
-    """What differs between the model built from ``config`` (``expected``)
-    and the state dict of its checkpoint (``found``): the tasks of the
-    expanded backbone first, then every key and shape."""
-    found_tasks = TaskLayout.stream_tasks(found)
+    """What differs between the model built from ``config`` (``expected``,
+    whose expanded backbone has ``streams``, :attr:`TaskLayout.streams`)
+    and the state dict of its checkpoint (``found``): the streams first
+    (named by their tasks, or ``'shared'``), then every key and shape."""
+    found_streams = TaskLayout.stream_tasks(found)
     problems = [
-        f"task '{task}' is in {config} but not in checkpoint "
-        f'{path} (its tasks: {sorted(found_tasks)})'
-        for task in tasks if task not in found_tasks
+        f"task '{stream}' is in {config} but not in checkpoint "
+        f'{path} (its tasks: {sorted(found_streams)})'
+        for stream in streams if stream not in found_streams
     ] + [
-        f"task '{task}' is in checkpoint {path} but not in {config} "
-        f'(its tasks: {list(tasks)})'
-        for task in sorted(set(found_tasks) - set(tasks))
+        f"task '{stream}' is in checkpoint {path} but not in {config} "
+        f'(its tasks: {list(streams)})'
+        for stream in sorted(set(found_streams) - set(streams))
     ]
     if problems:
         return problems

@@ -42,7 +42,7 @@ class ZooPretrainedInit:
     ======================================  =================================
     checkpoint                              backbone keys taken
     ======================================  =================================
-    X-Learner Expansion (``XLearner``)      ``backbone.streams.<task>.*``
+    X-Learner Expansion (``XLearner``)      ``backbone.streams.<stream>.*``
     X-Learner Squeeze (``MultiTaskDistiller``) ``student.*``
     mmpretrain / mmdet / mmseg model        ``backbone.*``
     exported backbone / bare state dict     all keys
@@ -69,13 +69,20 @@ class ZooPretrainedInit:
       family zeroes the last norm of every residual block after its init_cfg
       unless that init_cfg's type is literally ``'Pretrained'``.
 
+    Examples:
+        >>> init_cfg = dict(type='ZooPretrained',
+        ...                 checkpoint='work_dirs/expansion_r50/iter_150000.pth',
+        ...                 task='det')
+
     Args:
         checkpoint (str): Path or URL (any scheme mmengine's
             ``CheckpointLoader`` reads, e.g. ``torchvision://resnet50``).
         prefix (str, optional): Key prefix of the backbone in the checkpoint;
             overrides the detection of the layout. Defaults to None.
-        task (str, optional): Stream to take from an Expansion checkpoint.
-            Required for that layout only. Defaults to None.
+        task (str, optional): The task whose stream to take from an
+            Expansion checkpoint (the checkpoint's saved :class:`TaskLayout`
+            names the stream). Required for that layout only, unless its
+            backbone has one stream (Hard-sharing). Defaults to None.
         map_location (str): Defaults to ``'cpu'``.
 
     Examples:
@@ -100,20 +107,27 @@ class ZooPretrainedInit:
 
     def _read(self) -> Dict[str, object]:
         return read_checkpoint(self.checkpoint, 'ZooPretrained checkpoint',
-                               self.map_location)['state_dict']
+                               self.map_location)
 
-    def _backbone_prefix(self, keys) -> str:
-        """The prefix of the backbone's keys in a checkpoint of ``keys``."""
+    def _backbone_prefix(self, checkpoint: dict) -> str:
+        """The prefix of the backbone's keys in ``checkpoint``."""
         if self.prefix is not None:
             return self.prefix
-        tasks = TaskLayout.stream_tasks(keys)
-        if tasks:  # XLearner (Expansion Stage)
-            if self.task not in tasks:
+        keys = checkpoint['state_dict']
+        streams = TaskLayout.stream_tasks(keys)
+        if streams:  # XLearner (Expansion Stage)
+            # Checkpoints without a saved layout have a stream per task.
+            layout = TaskLayout.from_meta(
+                checkpoint['meta']) or TaskLayout(tasks=streams)
+            if self.task is None and layout.shared:
+                return layout.stream_prefix(layout.tasks[0])
+            if self.task not in layout.tasks:
                 raise KeyError(
                     f'ZooPretrained: {self.checkpoint} is an X-Learner '
-                    f'Expansion checkpoint with streams {sorted(tasks)}; set '
-                    f'init_cfg.task to one of them (got {self.task!r})')
-            return f'{TaskLayout.STREAMS}{self.task}.'
+                    f'Expansion checkpoint with streams '
+                    f'{sorted(layout.tasks)}; set init_cfg.task to one of '
+                    f'them (got {self.task!r})')
+            return layout.stream_prefix(self.task)
         # MultiTaskDistiller (Squeeze Stage), then mm* models.
         for prefix in (TaskLayout.STUDENT, TaskLayout.BACKBONE):
             if any(k.startswith(prefix) for k in keys):
@@ -121,8 +135,9 @@ class ZooPretrainedInit:
         return ''
 
     def __call__(self, module: nn.Module) -> None:
-        state = self._read()
-        prefix = self._backbone_prefix(state)
+        checkpoint = self._read()
+        state = checkpoint['state_dict']
+        prefix = self._backbone_prefix(checkpoint)
         backbone = {k[len(prefix):]: v
                     for k, v in state.items() if k.startswith(prefix)}
         if not backbone:

@@ -1,0 +1,13 @@
+# The Squeeze Stage of the "+ Cls Sources" setting (paper Tab. 3): a
+# ResNet-50 distilled from configs/xlearner/expansion_r50_cls_sources.py on
+# its data.
+#
+#   bash tools/dist_train.sh configs/xlearner/squeeze_r50_cls_sources.py 8
+_base_ = [
+    './squeeze_r50.py',
+    '../_base_/datasets/extended_sources.py',
+]
+
+model = dict(
+    teacher_checkpoint='work_dirs/expansion_r50_cls_sources/iter_150000.pth')
+train_dataloader = {{_base_.extra_cls_train}}
