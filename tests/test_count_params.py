@@ -3,6 +3,7 @@ count of each stage's model, for every config under configs/xlearner/."""
 import glob
 
 import pytest
+import torch
 from _tools import load_tool
 from mmengine.config import Config
 
@@ -75,3 +76,26 @@ def test_a_config_of_another_model_is_refused(tmp_path):
     config.write_text("model = dict(type='mmdet.FasterRCNN')\n")
     with pytest.raises(ValueError, match='neither XLearner.*MultiTaskDistiller'):
         count_params(str(config))
+
+
+@pytest.mark.parametrize(
+    'config', [c for c in XLEARNER_CONFIGS if '/squeeze_' in c])
+def test_squeezed_model_has_one_sub_backbone_size(config):
+    """The student of every squeezing recipe has the parameters of one of
+    its teacher's sub-backbones, within 1% (they are the same network)."""
+    cfg = Config.fromfile(config)
+    with torch.device('meta'):
+        student = MODELS.build(cfg.model.student)
+        stream = MODELS.build(cfg.model.teacher.backbone.backbone)
+    ours, theirs = (sum(p.numel() for p in m.parameters())
+                    for m in (student, stream))
+    assert abs(ours - theirs) <= 0.01 * theirs, (config, ours, theirs)
+
+
+def test_pruned_model_keeps_one_sub_backbone_size():
+    """X-Learner_p keeps as many conv weights as one sub-backbone has; with
+    the BN and bias parameters it is within 1% of one ResNet-50."""
+    pruned = {r.part: r.params
+              for r in count_params('configs/xlearner/prune_r50.py')}
+    kept = pruned['pruned (X-Learner_p): nonzero in the export']
+    assert abs(kept - RESNET50_PARAMS) <= 0.01 * RESNET50_PARAMS

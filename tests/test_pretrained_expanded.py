@@ -15,6 +15,7 @@ from mmengine.runner import Runner
 
 from xlearner_mm.apis import export_backbone
 from xlearner_mm.evaluation import run_linear_probe
+from xlearner_mm.models.pruning import MagnitudePruner
 from xlearner_mm.registry import MODELS
 from xlearner_mm.utils import register_all_modules
 
@@ -185,3 +186,56 @@ def test_linear_probe_of_the_expanded_model(demo_data, expanded, tmp_path):
     assert result['feature_dim'] == DEMO_WIDTHS[3]
     assert result['num_test'] == 8 and 0 <= result['top1'] <= 100
     assert osp.isfile(export)
+
+
+def _saved_expansion(model, path) -> str:
+    """``model`` saved as a training run saves it, with its layout."""
+    torch.save(dict(state_dict=model.state_dict(),
+                    meta=dict(task_layout=model.layout.to_dict())), path)
+    return str(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('kind', ['pruned', 'xlearner_r'])
+def test_pruned_and_xlearner_r_models_train_in_stock_configs(
+        demo_data, tmp_path, kind):
+    """X-Learner_p's pruned expanded model (its training checkpoint) and
+    X-Learner_r's expanded half-width model as the backbone of the stock
+    Faster R-CNN and DeepLabV3 configs, one iteration each, with only the
+    backbone and the in_channels of what reads it replaced."""
+    torch.manual_seed(0)
+    if kind == 'pruned':
+        model = MODELS.build(
+            Config.fromfile('configs/demo/expansion_demo.py').model)
+        model.init_weights()
+        MagnitudePruner(keep_params='one_stream').prune(model)
+    else:  # random weights: the demo chain trains the real ones
+        model = MODELS.build(
+            Config.fromfile('configs/demo/xlearner_r_expansion_demo.py').model)
+    checkpoint = _saved_expansion(model, tmp_path / f'{kind}.pth')
+    widths = model.backbone.out_channels['det']
+
+    cfg = Config.fromfile(FASTER_RCNN)
+    cfg.custom_imports = dict(imports=['xlearner_mm'])
+    cfg.model.backbone = dict(
+        type='xlearner_mm.PretrainedExpandedBackbone', checkpoint=checkpoint,
+        task='det')
+    cfg.model.neck.in_channels = list(widths)
+    _train_one_iteration(cfg, tmp_path, f'faster_rcnn_{kind}')
+
+    task = 'seg' if 'seg' in model.layout.tasks else 'det'
+    cfg = Config.fromfile(DEEPLABV3)
+    cfg.custom_imports = dict(imports=['xlearner_mm'])
+    cfg.model.backbone = dict(
+        type='xlearner_mm.PretrainedExpandedBackbone', checkpoint=checkpoint,
+        task=task)
+    cfg.model.decode_head.in_channels = model.backbone.out_channels[task][3]
+    cfg.model.auxiliary_head.in_channels = model.backbone.out_channels[task][2]
+    _train_one_iteration(cfg, tmp_path, f'deeplabv3_{kind}')
+    # What the stock configs train from holds the checkpoint's weights, the
+    # pruned zeros included.
+    loaded = build(checkpoint, task='det').backbone
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    if kind == 'pruned':
+        assert sum(int((w == 0).sum()) for w in loaded.parameters()) > 0

@@ -481,15 +481,21 @@ class TaskLayout:
     # ---- building the parts that make F^t ----
     def build_expanded(self):
         """The expanded backbone and reconciliation neck of this layout, as
-        :class:`XLearner` builds them (:func:`build_expanded`)."""
+        :class:`XLearner` builds them (:func:`build_expanded`).
+
+        They are built in the ``xlearner_mm`` scope, where their configs
+        were written (a stream ``type='HalfResNet'`` names xlearner_mm's),
+        also from a stock config of another default scope."""
+        from mmengine.registry import DefaultScope
         if not self.backbone:
             raise ValueError(f'The layout of tasks {list(self.tasks)} has no '
                              'expanded-backbone config')
-        return build_expanded(
-            dict(self.backbone, type='xlearner_mm.ExpandedBackbone',
-                 tasks=list(self.tasks)),
-            None if self.neck is None else dict(
-                self.neck, type='xlearner_mm.ReconciliationNeck'))
+        with DefaultScope.overwrite_default_scope('xlearner_mm'):
+            return build_expanded(
+                dict(self.backbone, type='ExpandedBackbone',
+                     tasks=list(self.tasks)),
+                None if self.neck is None else dict(
+                    self.neck, type='ReconciliationNeck'))
 
 
 def build_expanded(backbone: dict, neck: Optional[dict]) -> tuple:

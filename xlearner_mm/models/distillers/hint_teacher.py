@@ -31,17 +31,6 @@ class HintTeacher(FrozenTeacherMixin, BaseModule):
     weights. The guidance layers are ordinary submodules: trained, and
     saved.
 
-    Examples:
-        Built by :class:`XLearner` from ``model.hint_teachers``, which fills
-        in ``in_channels``, ``in_strides`` and ``task``:
-
-        >>> hint_teachers = dict(cls=dict(
-        ...     backbone=dict(type='mmpretrain.ResNet', depth=50,
-        ...                   out_indices=(0, 1, 2, 3),
-        ...                   init_cfg=dict(type='ZooPretrained',
-        ...                                 checkpoint='resnet50_in1k.pth')),
-        ...     levels=(3, ), loss_weight=1.0))
-
     Args:
         backbone (dict): The teacher's backbone config; its ``init_cfg``
             must load a checkpoint (``Pretrained`` or ``ZooPretrained``).
