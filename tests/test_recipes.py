@@ -19,7 +19,7 @@ from test_expansion_e2e import demo_cfg, log_text, train
 from xlearner_mm.apis import export_backbone
 from xlearner_mm.models.distillers import ExpansionTeacher, HintTeacher
 from xlearner_mm.registry import MODELS
-from xlearner_mm.structures import TaskLayout
+from xlearner_mm.structures import TaskLayout, read_checkpoint
 from xlearner_mm.utils import register_all_modules
 
 register_all_modules()
@@ -144,7 +144,7 @@ def test_hard_sharing_trains_every_task_into_one_stream(demo_data, tmp_path):
         assert rec.log_vars[i]['loss'] == pytest.approx(eq1(rec.log_vars[i]))
 
     # The shared backbone is the export, with or without a task.
-    state = torch.load(checkpoint, weights_only=True)['state_dict']
+    state = read_checkpoint(checkpoint)['state_dict']
     assert not [k for k in state if k.startswith('neck.')]
     stream = TaskLayout.strip(state, 'backbone.streams.shared.')
     assert stream and len(stream) == len(
@@ -195,7 +195,7 @@ def test_twin_trains_across_tau_squeezes_and_exports(recipe, check,
     runner, rec, checkpoint = run(f'configs/demo/expansion_{recipe}_demo.py',
                                   tmp_path / 'expansion', tau=1)
     assert [rec.reconcile[i] for i in (1, 2)] == [False, True]
-    check(runner, rec, torch.load(checkpoint, weights_only=True)['state_dict'])
+    check(runner, rec, read_checkpoint(checkpoint)['state_dict'])
 
     squeeze = f'configs/demo/squeeze_{recipe}_demo.py'
     _, rec, squeezed = run(squeeze, tmp_path / 'squeeze',
@@ -209,11 +209,17 @@ def test_twin_trains_across_tau_squeezes_and_exports(recipe, check,
 
 
 @pytest.mark.slow
-def test_extended_sources_train(demo_data, tmp_path):
-    runner, rec, _ = run('configs/demo/expansion_extended_demo.py', tmp_path,
-                         tau=1)
-    assert runner.model.layout.sources == dict(
-        cls=('folder_cls', 'annfile_cls', 'extra_cls'),
-        det=('coco_a', 'coco_b', 'extra_det'), seg=('ade', ))
+def test_extended_sources_train_squeeze_and_export(demo_data, tmp_path):
+    runner, rec, checkpoint = run('configs/demo/expansion_extended_demo.py',
+                                  tmp_path / 'expansion', tau=1)
+    sources = dict(cls=('folder_cls', 'annfile_cls', 'extra_cls'),
+                   det=('coco_a', 'coco_b', 'extra_det'), seg=('ade', ))
+    assert runner.model.layout.sources == sources
     assert {'cls.extra_cls.loss', 'det.extra_det.loss_cls'} <= set(
         rec.log_vars[1])
+    # The Squeeze Stage is the base recipe's; the teacher's layout, read
+    # from its checkpoint, carries the sources into the export.
+    _, _, squeezed = run('configs/demo/squeeze_demo.py', tmp_path / 'squeeze',
+                         teacher_checkpoint=checkpoint)
+    meta = export_backbone(squeezed)['meta']
+    assert meta['sources'] == {t: list(s) for t, s in sources.items()}
