@@ -59,7 +59,9 @@ def check_data_model_consistency(model, datasets: Dict[str, object],
             f'The tasks of {data_key} {sorted(set(data_tasks.values()))} '
             f'and of {tasks_key} {model_tasks} differ: '
             f'{"; ".join(problems)}.')
-    if layout.classes is None:  # the Squeeze Stage: tasks only
+    # The Squeeze Stage runs no heads: its data need only cover the tasks
+    # (its layout, read from the teacher checkpoint, may name other sources).
+    if layout.stage == 'squeeze' or layout.classes is None:
         return
     for name, dataset in datasets.items():
         task = data_tasks[name]
