@@ -84,10 +84,11 @@ def _model_rows(cfg: Config, stage: str) -> List[ParamRow]:
     try:
         with torch.device('meta'):
             rows = builders[model_type](cfg)
-    except RuntimeError as error:
+    except (RuntimeError, NotImplementedError) as error:
         # A module that reads a value while it is built (mmpretrain's ResNet
-        # calls .item() on its drop-path rates) cannot be built on meta.
-        if 'meta' not in str(error):
+        # calls .item() on its drop-path rates) cannot be built on meta:
+        # torch>=2.4 raises a RuntimeError, torch 2.1 a NotImplementedError.
+        if 'meta' not in str(error).lower():
             raise
         rows = builders[model_type](cfg)
     return [ParamRow(stage, part, n) for part, n in rows]
