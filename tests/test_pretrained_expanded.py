@@ -79,6 +79,25 @@ def test_what_no_output_reads_is_frozen(expanded):
     assert all(p.requires_grad for p in every.parameters())
 
 
+def test_hard_sharing_checkpoint_trains_its_shared_stream(tmp_path):
+    """A Hard-sharing training checkpoint: one stream that every task's
+    output reads, so it is never frozen."""
+    torch.manual_seed(0)
+    model = MODELS.build(
+        Config.fromfile('configs/demo/hard_sharing_demo.py').model)
+    checkpoint = str(tmp_path / 'hard_sharing.pth')
+    torch.save(dict(state_dict=model.state_dict(),
+                    meta=dict(task_layout=model.layout.to_dict())), checkpoint)
+    det = build(checkpoint, task='det').eval()
+    assert list(det.backbone.streams) == ['shared'] and det.neck is None
+    assert all(p.requires_grad for p in det.parameters())
+    model.eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        for got, want in zip(det(x), model.extract_task_feat(x, 'det')):
+            torch.testing.assert_close(got, want)
+
+
 def test_errors_name_the_config_keys(expanded, tmp_path):
     _, checkpoint, export = expanded
     with pytest.raises(ValueError, match='exactly one of task'):

@@ -118,7 +118,7 @@ class PretrainedExpandedBackbone(BaseModule):
         self.load_state_dict(state_dict, strict=True)
         # The enclosing model's init_weights() re-initialises the children
         # that are not marked initialised.
-        self._is_init = True
+        self.is_init = True
         self.tasks = layout.tasks
         self.out_tasks = self.tasks if task is None else (task, )
         # Without reconciliation, F^t is task t's stream alone.
@@ -140,8 +140,10 @@ class PretrainedExpandedBackbone(BaseModule):
     def _freeze_unused(self) -> None:
         """What no output reads gets no gradient; frozen, it is not trained
         and DDP need not search for unused parameters."""
-        for task in set(self.tasks) - set(self.run_tasks):
-            self.backbone.streams[task].requires_grad_(False)
+        used = {self.backbone.task_streams[t] for t in self.run_tasks}
+        for name, stream in self.backbone.streams.items():
+            if name not in used:  # a shared stream is used by every task
+                stream.requires_grad_(False)
         if self.neck is not None:
             for task in set(self.tasks) - set(self.out_tasks):
                 self.neck.reconcilers[task].requires_grad_(False)
