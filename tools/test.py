@@ -8,11 +8,9 @@ import os.path as osp
 import xlearner_mm  # noqa: F401,I001
 import torch
 from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
-from xlearner_mm.apis import (load_config, parse_runner_args,
-                              setup_cpu_distributed)
+from xlearner_mm.apis import (build_runner, load_config,
+                              parse_runner_args, setup_cpu_distributed)
 from xlearner_mm.utils import releasing_process_group
 
 
@@ -44,14 +42,7 @@ def main():
     if cfg.launcher != 'none' and not torch.cuda.is_available():
         setup_cpu_distributed(cfg)
 
-    # build the runner from config
-    if 'runner_type' not in cfg:
-        # build the default runner
-        runner = Runner.from_cfg(cfg)
-    else:
-        # build customized runner from the registry
-        # if 'runner_type' is set in the cfg
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
 
     # add a `DumpResults` dummy metric to the evaluator of every name
     if args.out is not None:

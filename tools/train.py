@@ -6,11 +6,9 @@ import argparse
 # mmengine stores in checkpoints for torch>=2.6's weights_only loading.
 import xlearner_mm  # noqa: F401,I001
 import torch
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
-from xlearner_mm.apis import (load_config, parse_runner_args, setup_amp,
-                              setup_cpu_distributed)
+from xlearner_mm.apis import (build_runner, load_config, parse_runner_args,
+                              setup_amp, setup_cpu_distributed)
 from xlearner_mm.utils import releasing_process_group
 
 
@@ -59,14 +57,7 @@ def main():
     if cfg.launcher != 'none' and not torch.cuda.is_available():
         setup_cpu_distributed(cfg)
 
-    # build the runner from config
-    if 'runner_type' not in cfg:
-        # build the default runner
-        runner = Runner.from_cfg(cfg)
-    else:
-        # build customized runner from the registry
-        # if 'runner_type' is set in the cfg
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
 
     # start training
     runner.train()

@@ -8,10 +8,9 @@ from typing import List, Optional, Tuple
 
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from .export import export_backbone
+from .runner_setup import build_runner, load_config
 
 
 def recipe_stages(config: str) -> Tuple[List[dict], Optional[str]]:
@@ -78,18 +77,21 @@ def run_recipe(config: str, work_dir: str, launcher: str = 'none') -> dict:
     recipe = osp.splitext(osp.basename(config))[0]
     checkpoints = {}
     for stage in stages:
-        cfg = Config.fromfile(stage['config'])
-        cfg.merge_from_dict({
-            key: checkpoints[name]
-            for key, name in stage['inputs'].items()
-        })
         stage_dir = osp.join(work_dir, stage['name'])
+        cfg = load_config(
+            stage['config'],
+            cfg_options={
+                key: checkpoints[name]
+                for key, name in stage['inputs'].items()
+            },
+            launcher=launcher,
+            work_dir=stage_dir)
         final = osp.join(stage_dir, f'iter_{cfg.train_cfg.max_iters}.pth')
         if osp.isfile(final):
             print_log(f'{recipe}: stage {stage["name"]} is done ({final})',
                       logger='current')
         else:
-            _train(cfg, stage_dir, launcher, f'{recipe}_{stage["name"]}')
+            _train(cfg, f'{recipe}_{stage["name"]}')
         checkpoints[stage['name']] = final
     out = None
     if export is not None:
@@ -98,17 +100,14 @@ def run_recipe(config: str, work_dir: str, launcher: str = 'none') -> dict:
     return dict(checkpoints=checkpoints, export=out)
 
 
-def _train(cfg: Config, work_dir: str, launcher: str, name: str) -> None:
+def _train(cfg: Config, name: str) -> None:
     """Train ``cfg`` in a Runner of its own: mmengine keeps loggers, message
     hubs and visualizers by name, so each stage gets a name no other stage
     of the process has."""
-    cfg.work_dir = work_dir
-    cfg.launcher = launcher
     cfg.experiment_name = f'{name}_{time.strftime("%Y%m%d_%H%M%S")}'
     if 'visualizer' in cfg:
         cfg.visualizer.name = cfg.experiment_name
-    runner = (RUNNERS.build(cfg)
-              if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    runner = build_runner(cfg)
     runner.train()
     # The Runner sits in reference cycles; its dataloader workers and
     # memory are freed before the next stage starts.

@@ -12,6 +12,8 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.device import (is_cuda_available, is_mlu_available,
                              is_musa_available, is_npu_available)
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 
 def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
@@ -72,6 +74,14 @@ def load_config(config: str,
         cfg.work_dir = osp.join(work_dirs,
                                 osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The Runner of ``cfg``: mmengine's default one, or the registered
+    ``runner_type`` when the config names one."""
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
 
 
 def setup_amp(cfg: Config) -> None:
