@@ -51,6 +51,7 @@ WEIGHT_INITIALIZERS = Registry('weight initializer', parent=MMENGINE_WEIGHT_INIT
 METRICS = Registry('metric', parent=MMENGINE_METRICS)
 EVALUATOR = Registry('evaluator', parent=MMENGINE_EVALUATOR)
 LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS)
-VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS)
+VISBACKENDS = Registry(
+    'vis_backend', parent=MMENGINE_VISBACKENDS, locations=['xlearner_mm.visualization'])
 VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS)
 RUNNERS = Registry('runner', parent=MMENGINE_RUNNERS)

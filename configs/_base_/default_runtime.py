@@ -33,7 +33,13 @@ env_cfg = dict(
     # tools/train.py switches to gloo where CUDA is unavailable.
     dist_cfg=dict(backend='nccl'))
 
-vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+# TensorBoard shows each task's losses in a section of its own
+# (`det/coco_a/loss_cls`); the log and scalars.json keep the logged names
+# (`det.coco_a.loss_cls`).
+vis_backends = [
+    dict(type='LocalVisBackend'),
+    dict(type='MultiTaskTensorboardVisBackend')
+]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(by_epoch=False, window_size=50)
 log_level = 'INFO'

@@ -20,8 +20,6 @@ default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=60, max_keep_ckpts=2))
 log_processor = dict(window_size=10)
-vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
-visualizer = dict(vis_backends=vis_backends)
 
 # The model of configs/xlearner/expansion_r50.py, shrunk: a 4-stage
 # ResNet-18 at 1/4 width (levels of 16, 32, 64 and 128 channels), narrow

@@ -3,13 +3,14 @@ from .export import (export_backbone, layout_of_config, load_expanded_export,
 from .param_count import ParamRow, count_params, format_counts
 from .pruning import prune_checkpoint
 from .recipe import recipe_stages, run_recipe
-from .runner_setup import (build_runner, load_config, parse_runner_args,
-                           setup_amp, setup_cpu_distributed)
+from .runner_setup import (build_runner, load_config, load_trained_model,
+                           parse_runner_args, setup_amp,
+                           setup_cpu_distributed)
 
 __all__ = [
     'ParamRow', 'build_runner', 'count_params', 'export_backbone',
     'format_counts', 'layout_of_config', 'load_config', 'load_expanded_export',
-    'parse_runner_args', 'prune_checkpoint', 'recipe_stages',
-    'resnet_layout', 'run_recipe', 'setup_amp', 'setup_cpu_distributed',
-    'stock_configs_fitted'
+    'load_trained_model', 'parse_runner_args', 'prune_checkpoint',
+    'recipe_stages', 'resnet_layout', 'run_recipe', 'setup_amp',
+    'setup_cpu_distributed', 'stock_configs_fitted'
 ]

@@ -2,11 +2,9 @@
 Sec. 3.4), without fine-tuning: what ``tools/prune.py`` runs."""
 from typing import Optional
 
-from xlearner_mm.apis.runner_setup import load_config
+from xlearner_mm.apis.runner_setup import load_trained_model
 from xlearner_mm.models.pruning import MagnitudePruner, sparsity_report
-from xlearner_mm.registry import MODELS
-from xlearner_mm.structures import read_checkpoint
-from xlearner_mm.utils import atomic_torch_save, register_all_modules
+from xlearner_mm.utils import atomic_torch_save
 
 
 def prune_checkpoint(config: str,
@@ -40,17 +38,7 @@ def prune_checkpoint(config: str,
         dict: The saved ``meta['pruning']``: the pruner's settings,
         ``source`` (``checkpoint``) and :func:`sparsity_report`'s figures.
     """
-    ckpt = read_checkpoint(checkpoint)
-    cfg = load_config(config, cfg_options)
-    register_all_modules(init_default_scope=False)
-    # No init_weights: every weight comes from the checkpoint (strict load),
-    # and pretrained init_cfg entries are not fetched.
-    model = MODELS.build(cfg.model)
-    try:
-        model.load_state_dict(ckpt['state_dict'], strict=True)
-    except RuntimeError as error:
-        raise RuntimeError(f'{checkpoint} does not fit the model of '
-                           f'{config}: {error}') from error
+    model, ckpt = load_trained_model(config, checkpoint, cfg_options)
 
     pruner.prune(model)
     report = sparsity_report(model, pruner.patterns)

@@ -6,7 +6,7 @@ its overrides, mixed precision, and distributed runs without CUDA."""
 import argparse
 import os
 import os.path as osp
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
@@ -14,6 +14,10 @@ from mmengine.device import (is_cuda_available, is_mlu_available,
                              is_musa_available, is_npu_available)
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from xlearner_mm.registry import MODELS
+from xlearner_mm.structures import read_checkpoint
+from xlearner_mm.utils import register_all_modules
 
 
 def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
@@ -74,6 +78,29 @@ def load_config(config: str,
         cfg.work_dir = osp.join(work_dirs,
                                 osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+def load_trained_model(config: str,
+                       checkpoint: str,
+                       cfg_options: Optional[dict] = None
+                       ) -> Tuple[torch.nn.Module, dict]:
+    """``(model, checkpoint dict)``: the ``model`` of the config file
+    ``config`` (with ``cfg_options`` merged) loaded strictly from
+    ``checkpoint`` (read safely, :func:`read_checkpoint`).
+
+    No ``init_weights``: every weight comes from the checkpoint, and
+    pretrained ``init_cfg`` entries are not fetched.
+    """
+    ckpt = read_checkpoint(checkpoint)
+    cfg = load_config(config, cfg_options)
+    register_all_modules(init_default_scope=False)
+    model = MODELS.build(cfg.model)
+    try:
+        model.load_state_dict(ckpt['state_dict'], strict=True)
+    except RuntimeError as error:
+        raise RuntimeError(f'{checkpoint} does not fit the model of '
+                           f'{config}: {error}') from error
+    return model, ckpt
 
 
 def build_runner(cfg: Config) -> Runner:

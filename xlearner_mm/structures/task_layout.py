@@ -368,20 +368,50 @@ class TaskLayout:
         return problems
 
     # ---- losses and sources (paper Eq. 1) ----
+    # The name of task t's loss (l_t of Eq. 1) among its logged values:
+    # ``<task>.task_loss``.
+    TASK_LOSS = 'task_loss'
+
     @staticmethod
     def source_loss_name(source: str, name: str) -> str:
         """The name under which a per-source head reports a source's loss."""
         return f'{source}.{name}'
 
+    @staticmethod
+    def task_log_name(task: str, name: str) -> str:
+        """The name under which a model logs task t's value ``name`` (a loss
+        of its stock model, :attr:`TASK_LOSS`, a hint loss):
+        ``<task>.<name>``, e.g. ``det.coco_a.loss_cls``."""
+        return f'{task}.{name}'
+
+    @staticmethod
+    def split_log_name(name: str) -> Optional[Tuple[str, ...]]:
+        """The parts of a name made by :meth:`task_log_name`, task first:
+        ``('det', 'coco_a', 'loss_cls')`` for ``det.coco_a.loss_cls``, and
+        the parts of the stock models' own dotted names after it (mmseg's
+        ``decode.`` in ``seg.decode.ade.loss_ce``). None for a value of no
+        task: mmengine's ``lr``, ``time``, ..., Eq. (1)'s ``loss``, and the
+        validation metrics, which the multi-task loops name
+        ``<source>/<metric>``."""
+        if '/' in name or '.' not in name:
+            return None
+        return tuple(name.split('.'))
+
+    @staticmethod
+    def is_loss_name(name: str) -> bool:
+        """Whether a logged value is a loss (mmengine's rule: its name has
+        ``loss``); the others (``acc``, ``acc_seg``) are only logged."""
+        return 'loss' in name
+
     def loss_owner(self, name: str) -> Tuple[str, Optional[str]]:
         """``(task, source)`` of a loss named ``<task>.<...>`` by
         :class:`XLearner`; source is None for a loss that all of the task's
         sources share (e.g. the class-agnostic RPN, an X-Learner++ hint)."""
-        task, rest = name.split('.', 1)
+        task, *rest = self.split_log_name(name)
         sources = self.sources[task]
         if len(sources) == 1:
             return task, sources[0]
-        return task, next((p for p in rest.split('.') if p in sources), None)
+        return task, next((p for p in rest if p in sources), None)
 
     def loss_weight(self, name: str) -> float:
         """The weight of a loss in its task's loss :math:`\\ell_t`: a

@@ -23,6 +23,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import xlearner_mm.datasets  # noqa: F401
     import xlearner_mm.engine  # noqa: F401
     import xlearner_mm.models  # noqa: F401
+    import xlearner_mm.visualization  # noqa: F401
 
     if not init_default_scope:
         return

@@ -321,8 +321,10 @@ class XLearner(BaseModel):
             losses = {}
             for task, x in inputs.items():
                 task_losses = self._task_loss(task, x, data_samples[task])
-                losses.update(
-                    {f'{task}.{k}': v for k, v in task_losses.items()})
+                losses.update({
+                    TaskLayout.task_log_name(task, k): v
+                    for k, v in task_losses.items()
+                })
             return losses
         if mode == 'predict':
             results = []
@@ -380,7 +382,7 @@ class XLearner(BaseModel):
             else:
                 raise TypeError(f'{name} is not a tensor or list of tensors')
             log_vars.append((name, value))
-            if 'loss' not in name:
+            if not TaskLayout.is_loss_name(name):
                 continue
             task, _ = self.layout.loss_owner(name)
             task_loss[task] = task_loss[task] + self.layout.loss_weight(
@@ -393,6 +395,8 @@ class XLearner(BaseModel):
                        for t in present) / self.layout.num_sources
         else:
             loss = sum(task_loss[t] for t in present)
-        summary = [('loss', loss)] + [(f'{t}.task_loss', task_loss[t])
-                                      for t in present]
+        summary = [('loss', loss)] + [
+            (TaskLayout.task_log_name(t, TaskLayout.TASK_LOSS), task_loss[t])
+            for t in present
+        ]
         return loss, OrderedDict(summary + log_vars)

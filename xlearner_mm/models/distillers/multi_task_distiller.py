@@ -6,6 +6,7 @@ from mmengine.model import BaseModel, ModuleDict
 from torch import Tensor
 
 from xlearner_mm.registry import MODELS
+from xlearner_mm.structures import TaskLayout
 from ..backbones import as_levels, probe_levels
 from .expansion_teacher import ExpansionTeacher
 from .frozen_teacher import FrozenTeacherMixin
@@ -193,10 +194,10 @@ class MultiTaskDistiller(FrozenTeacherMixin, BaseModel):
                         f'(images {tuple(images.shape[-2:])}); hints are '
                         'not interpolated')
                 guided = self.guidance[task][str(level)](student)
-                name = (f'{task}.hint_loss' if len(self.hint_levels) == 1
-                        else f'{task}.level{level}.hint_loss')
-                losses[name] = weight * hint_loss(guided, teacher,
-                                                  self.reduction)
+                name = ('hint_loss' if len(self.hint_levels) == 1 else
+                        f'level{level}.hint_loss')
+                losses[TaskLayout.task_log_name(task, name)] = (
+                    weight * hint_loss(guided, teacher, self.reduction))
         return losses
 
     def forward(self,

@@ -1,3 +1,4 @@
-from .reconciliation_neck import ReconciliationLayer, ReconciliationNeck
+from .reconciliation_neck import (ReconciliationLayer, ReconciliationLink,
+                                  ReconciliationNeck)
 
-__all__ = ['ReconciliationLayer', 'ReconciliationNeck']
+__all__ = ['ReconciliationLayer', 'ReconciliationLink', 'ReconciliationNeck']

@@ -1,5 +1,5 @@
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
@@ -16,6 +16,20 @@ def _ratio(fine: int, coarse: int, what: str) -> int:
             'with a strided convolution (reconciliation only flows from finer '
             'or equal resolutions to coarser ones)')
     return coarse // fine
+
+
+class ReconciliationLink(NamedTuple):
+    """Where a reconciliation layer :math:`\\gamma_{j \\to i}^{k \\to t}`
+    reads and writes: level j (0-based) of task k's stream into level i of
+    task t's."""
+    source: str  # k
+    source_level: int  # j
+    target: str  # t
+    target_level: int  # i
+
+    def __str__(self) -> str:
+        return (f'gamma_{self.source_level}->{self.target_level}'
+                f'^{self.source}->{self.target}')
 
 
 class ReconciliationLayer(nn.Module):
@@ -233,9 +247,9 @@ class ReconciliationNeck(BaseModule):
                 layers = nn.ModuleDict()
                 for i in self.out_levels[t]:
                     for j in self.source_levels(i):
-                        where = f'gamma_{j}->{i}^{k}->{t}'
+                        where = str(ReconciliationLink(k, j, t, i))
                         path = self._path(j, i)
-                        layers[f'{j}_{i}'] = ReconciliationLayer(
+                        layers[self._layer_key(j, i)] = ReconciliationLayer(
                             [in_channels[k][m] for m in path],
                             in_channels[t][i],
                             step_strides=[
@@ -258,6 +272,21 @@ class ReconciliationNeck(BaseModule):
         if self.direction == 'top_down':
             return range(i, self.num_levels)
         return range(i + 1)
+
+    @staticmethod
+    def _layer_key(j: int, i: int) -> str:
+        """The key of :math:`\\gamma_{j \\to i}` in ``reconcilers[t][k]``."""
+        return f'{j}_{i}'
+
+    def links(self) -> Dict[ReconciliationLink, ReconciliationLayer]:
+        """Every layer by its link, in the order :meth:`forward` adds them
+        (target task, target level, source task, source level)."""
+        return {
+            ReconciliationLink(k, j, t, i): layers[self._layer_key(j, i)]
+            for t in self.tasks for i in self.out_levels[t]
+            for k, layers in self.reconcilers[t].items()
+            for j in self.source_levels(i)
+        }
 
     @staticmethod
     def _path(j: int, i: int) -> list:
@@ -321,6 +350,6 @@ class ReconciliationNeck(BaseModule):
                     src = feats[k][j]
                     if self.detach_inputs:
                         src = src.detach()
-                    out = out + layers[f'{j}_{i}'](src)
+                    out = out + layers[self._layer_key(j, i)](src)
             fused.append(out)
         return tuple(fused)
