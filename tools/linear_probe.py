@@ -1,11 +1,12 @@
 """Linear-probe evaluation of an exported backbone (paper Sec. 4.2, "AVG Cls").
 
-    python tools/linear_probe.py CONFIG CHECKPOINT [--work-dir DIR]
+    python tools/linear_probe.py CONFIG [CHECKPOINT] [--work-dir DIR]
         [--out results.json] [--cfg-options k=v ...]
 
-CONFIG is a linear-probe config (configs/linear_probe/), CHECKPOINT a backbone
-exported by tools/export_backbone.py (``{'state_dict': <backbone keys>,
-'meta': ...}``). Prints a table (dataset, #train, #val, #test, best lambda,
+CONFIG is a linear-probe config (configs/linear_probe/), CHECKPOINT the
+backbone's weights: an export of tools/export_backbone.py, or a model-zoo
+or training checkpoint in a layout ``ZooPretrained`` reads (without it, the
+backbone's random initialisation is probed). Prints a table (dataset, #train, #val, #test, best lambda,
 top-1) and the average top-1, and writes the results as JSON
 (``--out``, default ``<work_dir>/linear_probe.json``). The protocol is
 documented in xlearner_mm/evaluation/linear_probe.py.
@@ -30,7 +31,11 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description='Linear-probe evaluation of an exported backbone')
     parser.add_argument('config', help='linear-probe config file path')
-    parser.add_argument('checkpoint', help='exported backbone checkpoint')
+    parser.add_argument(
+        'checkpoint',
+        nargs='?',
+        help='the backbone\'s weights (an export, a model-zoo or a training '
+        'checkpoint); omitted: probe the random initialisation')
     parser.add_argument(
         '--work-dir', help='the directory of the log and default results')
     parser.add_argument(

@@ -1,16 +1,14 @@
 """Recipes whose stages are separate training runs, run one after the
 other (``tools/run_recipe.py``): X-Learner_r's teachers, students and final
 Expansion Stage (``configs/xlearner/xlearner_r_r50.py``)."""
-import gc
 import os.path as osp
-import time
 from typing import List, Optional, Tuple
 
 from mmengine.config import Config
 from mmengine.logging import print_log
 
 from .export import export_backbone
-from .runner_setup import build_runner, load_config
+from .runner_setup import load_config, train_in_process
 
 
 def recipe_stages(config: str) -> Tuple[List[dict], Optional[str]]:
@@ -91,7 +89,7 @@ def run_recipe(config: str, work_dir: str, launcher: str = 'none') -> dict:
             print_log(f'{recipe}: stage {stage["name"]} is done ({final})',
                       logger='current')
         else:
-            _train(cfg, f'{recipe}_{stage["name"]}')
+            train_in_process(cfg, f'{recipe}_{stage["name"]}')
         checkpoints[stage['name']] = final
     out = None
     if export is not None:
@@ -99,17 +97,3 @@ def run_recipe(config: str, work_dir: str, launcher: str = 'none') -> dict:
         export_backbone(checkpoints[export], out)
     return dict(checkpoints=checkpoints, export=out)
 
-
-def _train(cfg: Config, name: str) -> None:
-    """Train ``cfg`` in a Runner of its own: mmengine keeps loggers, message
-    hubs and visualizers by name, so each stage gets a name no other stage
-    of the process has."""
-    cfg.experiment_name = f'{name}_{time.strftime("%Y%m%d_%H%M%S")}'
-    if 'visualizer' in cfg:
-        cfg.visualizer.name = cfg.experiment_name
-    runner = build_runner(cfg)
-    runner.train()
-    # The Runner sits in reference cycles; its dataloader workers and
-    # memory are freed before the next stage starts.
-    del runner
-    gc.collect()

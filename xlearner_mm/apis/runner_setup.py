@@ -4,8 +4,10 @@
 config before they run it: the shared command-line options, the config with
 its overrides, mixed precision, and distributed runs without CUDA."""
 import argparse
+import gc
 import os
 import os.path as osp
+import time
 from typing import Optional, Tuple
 
 import torch
@@ -109,6 +111,24 @@ def build_runner(cfg: Config) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def train_in_process(cfg: Config, name: str) -> None:
+    """Train ``cfg`` in a Runner of its own, in this process, as one of a
+    series of runs (the stages of a recipe, the jobs of a transfer suite).
+
+    mmengine keeps loggers, message hubs and visualizers by name, so the run
+    is named ``<name>_<time>``, which no other run of the process has.
+    """
+    cfg.experiment_name = f'{name}_{time.strftime("%Y%m%d_%H%M%S")}'
+    if 'visualizer' in cfg:
+        cfg.visualizer.name = cfg.experiment_name
+    runner = build_runner(cfg)
+    runner.train()
+    # The Runner sits in reference cycles; its dataloader workers and
+    # memory are freed before the next run starts.
+    del runner
+    gc.collect()
 
 
 def setup_amp(cfg: Config) -> None:

@@ -1,9 +1,10 @@
 from .data_check import (SourceCount, check_data, count_source,
                          format_data_report)
+from .holdout_split import HoldoutSplit
 from .multi_source_dataset import MultiSourceDataset
 from .samplers import SourceMixSampler
 
 __all__ = [
-    'MultiSourceDataset', 'SourceCount', 'SourceMixSampler', 'check_data',
+    'HoldoutSplit', 'MultiSourceDataset', 'SourceCount', 'SourceMixSampler', 'check_data',
     'count_source', 'format_data_report'
 ]

@@ -10,7 +10,8 @@ top-1 accuracy reported on the test split. Images are 224x224.
 Pieces (each usable on its own):
 
 - :func:`build_frozen_backbone`: a backbone from its config, weights loaded
-  strictly from an exported backbone checkpoint, frozen, in eval mode.
+  strictly from an export, a model-zoo or a training checkpoint, frozen, in
+  eval mode.
 - :func:`extract_features`: global-average-pooled last-stage features of a
   whole dataloader, ``(N, C)``, with the labels ``(N, )``.
 - :class:`LogisticRegression`: the classifier, fitted with
@@ -33,8 +34,8 @@ from mmengine.runner import Runner
 from torch import Tensor, nn
 
 from xlearner_mm.datasets.multi_source_dataset import check_local_paths
+from xlearner_mm.models.utils.zoo_init import ZooPretrainedInit
 from xlearner_mm.registry import MODELS
-from xlearner_mm.structures import read_checkpoint
 
 # Every sample once, in order (features and labels stay aligned).
 DEFAULT_DATALOADER = dict(
@@ -44,9 +45,9 @@ DEFAULT_DATALOADER = dict(
 
 
 def build_frozen_backbone(backbone_cfg: dict,
-                          checkpoint: str,
+                          checkpoint: Optional[str],
                           device: str = 'cpu') -> nn.Module:
-    """Build a backbone and load an exported backbone checkpoint strictly.
+    """Build a backbone, load its weights strictly, and freeze it.
 
     Args:
         backbone_cfg (dict): The backbone config (scope-prefixed type, built
@@ -54,9 +55,12 @@ def build_frozen_backbone(backbone_cfg: dict,
             ``out_indices=(3, )`` as in configs/linear_probe/_base_/default.py.
             A backbone built from its checkpoint
             (``PretrainedExpandedBackbone``) takes ``checkpoint`` where its
-            config has ``checkpoint=None``.
-        checkpoint (str): A file ``{'state_dict': {<backbone key>: tensor},
-            'meta': {...}}`` (the keys are the backbone's own, no prefix).
+            config has ``checkpoint=None``, and loads it itself.
+        checkpoint (str, optional): The backbone's weights in any layout
+            ``ZooPretrained`` reads: an exported backbone, an mmpretrain /
+            mmdet / mmseg model, torchvision, a Squeeze checkpoint. None
+            probes the backbone's own random initialisation (the
+            random-init row of a transfer table).
         device (str): Where the backbone runs. Defaults to 'cpu'.
 
     Returns:
@@ -64,22 +68,26 @@ def build_frozen_backbone(backbone_cfg: dict,
         statistics) with ``requires_grad=False`` on every parameter.
 
     Raises:
-        RuntimeError: When the checkpoint's keys do not match the backbone's
-            exactly; the message names the missing and unexpected keys.
+        RuntimeError: When the checkpoint's backbone keys do not match the
+            backbone's exactly; the message names the file and the missing
+            and unexpected keys.
     """
-    if 'checkpoint' in backbone_cfg and backbone_cfg['checkpoint'] is None:
+    builds_from_checkpoint = ('checkpoint' in backbone_cfg
+                              and backbone_cfg['checkpoint'] is None)
+    if builds_from_checkpoint:
         backbone_cfg = dict(backbone_cfg, checkpoint=checkpoint)
     backbone = MODELS.build(backbone_cfg)
-    try:
-        # strict: a backbone half-initialised from its random init would
-        # give a meaningless probe result without any other sign of it.
-        backbone.load_state_dict(
-            read_checkpoint(checkpoint)['state_dict'], strict=True)
-    except RuntimeError as error:
-        raise RuntimeError(
-            f'checkpoint {checkpoint} does not fit the backbone '
-            f'{backbone_cfg["type"]}: it must hold the backbone\'s own keys '
-            f'under "state_dict" (an exported backbone). {error}') from error
+    if checkpoint is None:
+        backbone.init_weights()
+    elif not builds_from_checkpoint:
+        try:
+            # strict: a backbone half-initialised from its random init
+            # would give a meaningless probe result without any other sign.
+            ZooPretrainedInit(checkpoint)(backbone)
+        except KeyError as error:
+            raise RuntimeError(
+                f'checkpoint {checkpoint} does not fit the backbone '
+                f'{backbone_cfg["type"]}: {error}') from error
     backbone.requires_grad_(False)
     backbone.to(device)
     # not chained: mmdet's ResNet.train() (which eval() calls) returns None
@@ -435,8 +443,9 @@ def build_probe_dataloaders(cfg: Config) -> Dict[str, dict]:
     return dataloaders
 
 
-def run_linear_probe(cfg: Config, checkpoint: str) -> dict:
-    """Run the linear-probe protocol of a config on a backbone checkpoint.
+def run_linear_probe(cfg: Config, checkpoint: Optional[str]) -> dict:
+    """Run the linear-probe protocol of a config on a backbone checkpoint
+    (None: on the backbone's random initialisation).
 
     Config keys: ``backbone`` (required),
     ``data_preprocessor`` (a dataset entry's own ``data_preprocessor`` dict

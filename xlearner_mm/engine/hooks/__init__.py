@@ -2,12 +2,13 @@ from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend
 from .checkpoint_consistency_hook import CheckpointConsistencyHook
 from .data_model_consistency_hook import (DataModelConsistencyHook,
                                           check_data_model_consistency)
+from .final_metrics_hook import FinalMetricsHook
 from .magnitude_pruning_hook import MagnitudePruningHook
 from .random_state_hook import RandomStateHook
 from .reconciliation_switch_hook import ReconciliationSwitchHook
 
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointConsistencyHook',
-    'DataModelConsistencyHook', 'MagnitudePruningHook', 'RandomStateHook',
+    'DataModelConsistencyHook', 'FinalMetricsHook', 'MagnitudePruningHook', 'RandomStateHook',
     'ReconciliationSwitchHook', 'check_data_model_consistency'
 ]
