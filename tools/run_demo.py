@@ -21,8 +21,6 @@ demo data, each stage with the repository's own tools, then a summary.
     python tools/run_demo.py --work-dir work_dirs/demo
 """
 import argparse
-import glob
-import json
 import os
 import os.path as osp
 import re
@@ -30,6 +28,9 @@ import shutil
 import subprocess
 import sys
 import time
+
+from xlearner_mm.structures import TaskLayout
+from xlearner_mm.visualization import load_scalars
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -81,21 +82,11 @@ def run_stage(name: str, args: list, log_path: str) -> float:
     return time.time() - start
 
 
-def train_records(work_dir: str) -> list:
-    """Training records of the newest run under ``work_dir``
-    (mmengine's LocalVisBackend scalars.json)."""
-    paths = sorted(
-        glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')),
-        key=os.path.getmtime)
-    if not paths:
-        raise FileNotFoundError(f'no scalars.json under {work_dir}')
-    with open(paths[-1]) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def first_last(records: list, key: str) -> tuple:
-    values = [(r['iter'], r[key]) for r in records if key in r and 'iter' in r]
-    return values[0], values[-1]
+def first_last(scalars: dict, key: str) -> tuple:
+    """``((first step, value), (last step, value))`` of a logged value of
+    :func:`load_scalars`."""
+    steps, values = scalars[key]
+    return (steps[0], values[0]), (steps[-1], values[-1])
 
 
 def checkpoint_of(work_dir: str) -> str:
@@ -176,20 +167,20 @@ def main():
 
     print('\n=== X-Learner demo: summary ===')
     print(f'{"stage":<14} {"time":>7}  result')
-    records = train_records(dirs['expansion'])
-    tasks = [k[:-len('.task_loss')] for k in records[0]
-             if k.endswith('.task_loss')]
+    scalars = load_scalars(dirs['expansion'])
     changes = []
-    for task in tasks:
-        (i0, a), (i1, b) = first_last(records, f'{task}.task_loss')
-        changes.append(f'{task} {a:.3f}->{b:.3f}')
+    for key in scalars:
+        task, *rest = TaskLayout.split_log_name(key) or (None, )
+        if rest == [TaskLayout.TASK_LOSS]:
+            (i0, a), (i1, b) = first_last(scalars, key)
+            changes.append(f'{task} {a:.3f}->{b:.3f}')
     print(f'{"expansion":<14} {times["expansion"]:>6.0f}s  task loss iter '
           f'{i0}->{i1}: {", ".join(changes)}; {expansion_ckpt}')
-    (i0, a), (i1, b) = first_last(train_records(dirs['squeeze']), 'loss')
+    (i0, a), (i1, b) = first_last(load_scalars(dirs['squeeze']), 'loss')
     print(f'{"squeeze":<14} {times["squeeze"]:>6.0f}s  hint loss iter '
           f'{i0}->{i1}: {a:.2f}->{b:.2f}; {squeeze_ckpt}')
     print(f'{"export":<14} {times["export"]:>6.0f}s  {export}')
-    (i0, a), (i1, b) = first_last(train_records(dirs['hard_sharing']),
+    (i0, a), (i1, b) = first_last(load_scalars(dirs['hard_sharing']),
                                   'loss')
     print(f'{"hard_sharing":<14} {times["hard_sharing"]:>6.0f}s  loss iter '
           f'{i0}->{i1}: {a:.3f}->{b:.3f}; {hard_sharing_ckpt}')

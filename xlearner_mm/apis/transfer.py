@@ -34,9 +34,11 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from xlearner_mm.evaluation import (build_transfer_table, format_transfer_markdown,
+from xlearner_mm.evaluation import (build_transfer_table,
+                                    format_transfer_markdown,
                                     read_reference_rows, run_linear_probe,
                                     write_transfer_table)
+from xlearner_mm.evaluation.transfer_table import AVG_CLS, PROBE_KEY
 from xlearner_mm.registry import MODELS
 from xlearner_mm.structures import TaskLayout, read_checkpoint
 from xlearner_mm.utils import atomic_json_dump, atomic_write_text
@@ -236,8 +238,8 @@ class TransferSuite:
             results[name], search[name] = {}, {}
             if self.cfg.get('probe'):
                 probe = self.run_probe(name)
-                results[name]['AVG Cls'] = probe['average_top1']
-                results[name]['probe'] = {
+                results[name][AVG_CLS] = probe['average_top1']
+                results[name][PROBE_KEY] = {
                     dataset: r['top1']
                     for dataset, r in probe['datasets'].items()
                 }

@@ -24,8 +24,10 @@ from typing import Dict, Optional, Tuple
 
 from xlearner_mm.utils import atomic_json_dump, atomic_write_text
 
-# The paper's three downstream columns: the ones Delta_m averages over.
-MAIN_COLUMNS = ('AVG Cls', 'PASCAL Det', 'PASCAL Seg')
+# The linear probe's average top-1 and the paper's three downstream
+# columns, the ones Delta_m averages over.
+AVG_CLS = 'AVG Cls'
+MAIN_COLUMNS = (AVG_CLS, 'PASCAL Det', 'PASCAL Seg')
 # The key of a result that holds the per-dataset linear-probe accuracies.
 PROBE_KEY = 'probe'
 DELTA_M = 'Delta_m'
