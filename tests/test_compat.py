@@ -60,6 +60,51 @@ def test_safe_globals_exist_from_torch_2_4():
     assert has_safe_globals() == (torch_version() >= (2, 4))
 
 
+def test_autocast_dtype():
+    from xlearner_mm.utils.compat import autocast_dtype
+    assert autocast_dtype('cpu') is None and autocast_dtype('cuda') is None
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert autocast_dtype('cpu') == torch.bfloat16, changed(
+            TORCH, 'reports CPU autocast differently',
+            'xlearner_mm.utils.compat.autocast_dtype (IterationCostHook '
+            'repeats a stream call under its autocast)')
+        assert autocast_dtype('cuda') is None
+    assert autocast_dtype('cpu') is None
+
+
+def test_flop_counter_counts_forward_backward_and_prints_nothing(capsys):
+    """A (2, 3) @ (3, 4) product is 2*2*3*4 = 48 FLOPs, its backward to
+    both operands twice that. The counter is entered and exited by hand,
+    as IterationCostHook does across two hook calls, and read while
+    entered; inside it the optimizer's foreach ops run."""
+    from xlearner_mm.utils.compat import (flop_counter, flop_counts_by_op,
+                                          flop_total)
+    a = torch.randn(2, 3, requires_grad=True)
+    b = torch.randn(3, 4, requires_grad=True)
+    optimizer = torch.optim.SGD([a, b], lr=0.1, momentum=0.9, foreach=True)
+    counter = flop_counter()
+    counter.__enter__()
+    try:
+        out = a @ b
+        assert flop_total(counter) == 48
+        out.sum().backward()
+        optimizer.step()
+    finally:
+        counter.__exit__(None, None, None)
+    fix = 'xlearner_mm.utils.compat.flop_counter and its readers'
+    assert flop_total(counter) == 3 * 48, changed(
+        TORCH, f'FlopCounterMode counts {flop_total(counter)} FLOPs for a '
+        '(2, 3) @ (3, 4) product and its backward, not 144', fix)
+    assert flop_counts_by_op(counter) == {'aten.mm': 3 * 48}, changed(
+        TORCH, 'FlopCounterMode names its ops otherwise '
+        f'({flop_counts_by_op(counter)})', fix)
+    assert capsys.readouterr().out == '', changed(
+        TORCH, 'FlopCounterMode(display=False) prints its table', fix)
+    with flop_counter() as again:  # a fresh counter starts from 0
+        a.detach() @ b.detach()
+    assert flop_total(again) == 48
+
+
 def test_mmengine_checkpoint_loads(tmp_path):
     """What mmengine's CheckpointHook pickles (a HistoryBuffer with numpy
     values in the message hub) loads on every stack."""

@@ -18,7 +18,8 @@ from mmengine.registry import METRICS, DefaultScope
 from PIL import Image
 from torch.utils.data import DataLoader
 
-import mmdet.datasets.samplers.multi_source_sampler as mmdet_mss
+import xlearner_mm.datasets.samplers.source_mix_sampler as \
+    source_mix_sampler
 from xlearner_mm.datasets import MultiSourceDataset, SourceMixSampler
 from xlearner_mm.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
 from xlearner_mm.utils import register_all_modules
@@ -387,8 +388,9 @@ def test_sampler_mix(sizes_32_8, ratio, batch_size, num_small):
     (dict(big=1, smal=1), 4, ValueError, r"unknown: \['smal'\]"),
     (dict(big=1), 4, ValueError, r"missing: \['small'\]"),
     ([1, 2, 3], 4, ValueError, 'one entry per source'),
-    ([10, 1], 4, ValueError, "0 samples of source 'small'"),
-    ('size', 4, ValueError, "0 samples of source 'small'"),
+    # less than 1 image of 'small' in the global batch (4 x 1 rank)
+    ([10, 1], 4, ValueError, "source 'small' a share of 9.091%"),
+    ('size', 4, ValueError, "source 'small' a share of 20.000%"),
     ([1, -1], 4, ValueError, 'non-negative'),
     ('equal', 4, TypeError, 'source_ratio'),
 ])
@@ -417,11 +419,12 @@ def test_sampler_is_deterministic_and_covers_sources(sizes_32_8):
 def test_sampler_ranks_draw_disjoint_samples(sizes_32_8, monkeypatch):
     per_rank = []
     for rank in range(2):
-        monkeypatch.setattr(mmdet_mss, 'get_dist_info', lambda r=rank: (r, 2))
+        monkeypatch.setattr(source_mix_sampler, 'get_dist_info',
+                            lambda r=rank: (r, 2))
         sampler = SourceMixSampler(sizes_32_8, 4, [1, 1], seed=5)
         assert (sampler.rank, sampler.world_size) == (rank, 2)
         per_rank.append(sum(batches(sampler, 8, 4), []))
-    # Each rank takes every other sample of the same shuffle of a source:
+    # The ranks share each source's shuffle and take alternate slots of it:
     # 16 of the 32 of 'big', 4 of the 8 of 'small' first.
     big = [{i for i in indices if i < 32} for indices in per_rank]
     assert len(big[0]) == len(big[1]) == 16 and not big[0] & big[1]

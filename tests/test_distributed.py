@@ -209,9 +209,9 @@ def equality_cfg(per_rank: int) -> Config:
 
     What stays: the classification loss is a mean over images and the
     segmentation loss a mean over the pixels of same-sized images, and the
-    SourceMixSampler gives rank r of w the r-th, (r+w)-th, ... index of each
-    source's seeded shuffle, so the two ranks' batches together are the
-    1-process batch of twice the size.
+    SourceMixSampler composes the global batch and deals its slots to the
+    ranks, so the two ranks' batches together are the 1-process batch of
+    twice the size (tests/test_source_mix_sampler.py checks the indices).
     """
     cfg = Config.fromfile(EXPANSION_DEMO)
     del cfg.model.task_models['det']

@@ -48,6 +48,11 @@ def test_dry_run_plans_the_three_steps():
         args = load_tool('benchmark').parse_args()
     assert (args.device, args.amp, args.channels_last, args.batch_size) == (
         'cuda', True, True, 64)
+    # 4. The base recipe rehearsed at its real sizes.
+    rehearsal = planned(output, 'tools/rehearse.py')
+    args = load_tool('rehearse').parse_args(rehearsal)
+    assert args.config == 'configs/xlearner/recipes/xlearner_r50.py'
+    assert (args.img_scale, args.amp, args.no_downstream) == (1, True, True)
     assert set(args.only) == {'expansion_overhead', 'squeeze_overhead',
                               'memory_ratio', 'throughput_ratio'}
 

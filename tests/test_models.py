@@ -432,3 +432,24 @@ def test_mismatched_task_lists_are_rejected(demo_model_cfg):
     cfg.backbone.tasks = ['cls', 'det']
     with pytest.raises(ValueError, match='tasks'):
         MODELS.build(cfg)
+
+
+def test_a_head_whose_source_is_absent_gets_a_zero_gradient():
+    """A rank's batch may miss a source (the sampler composes the global
+    batch): that source's head must still take part in backward, with a zero
+    gradient, or DDP (find_unused_parameters=False) fails next iteration."""
+    head = MODELS.build(dict(
+        type='MultiSourceClsHead',
+        shared=dict(type='mmpretrain.LinearClsHead', in_channels=8,
+                    loss=dict(type='mmpretrain.CrossEntropyLoss')),
+        heads=dict(a=dict(num_classes=3), b=dict(num_classes=5))))
+    samples = [ClsDataSample(metainfo=dict(source='a')).set_gt_label(1)
+               for _ in range(2)]
+    losses = head.loss((torch.randn(2, 8), ), samples)
+    assert set(losses) == {'a.loss'}
+    plain = head.heads['a'].loss((torch.randn(2, 8), ), samples)['loss']
+    assert losses['a.loss'].shape == plain.shape
+    losses['a.loss'].backward()
+    for p in head.heads['b'].parameters():
+        assert p.grad is not None and not p.grad.any()
+    assert head.heads['a'].fc.weight.grad.any()

@@ -7,7 +7,11 @@
 #      iterations with --amp (float16), the Squeeze demo for 10, the export,
 #      and one iteration of each stock downstream config (tools/run_demo.py);
 #   3. measures the GPU figures with tools/benchmark.py --device cuda (AMP,
-#      channels-last, 64 images of 224^2 per task), printed as `name: value`.
+#      channels-last, 64 images of 224^2 per task), printed as `name: value`;
+#   4. rehearses the base recipe (configs/xlearner/recipes/xlearner_r50.py:
+#      expansion_r50.py, then squeeze_r50.py) at its full image sizes and
+#      per-GPU batches with AMP (tools/rehearse.py): seconds per iteration and
+#      GPU memory measured, next to the projection of the whole recipe.
 #
 #   bash tools/gpu_check.sh             # on the GPU machine
 #   bash tools/gpu_check.sh --dry-run   # print the plan; no GPU needed
@@ -98,4 +102,9 @@ run "$PYTHON" tools/run_demo.py --work-dir "$WORK_DIR/demo" --amp \
 run "$PYTHON" tools/benchmark.py --device cuda --amp --channels-last \
   --batch-size 64 --image-size 224 --work-dir "$WORK_DIR/benchmark" \
   --only expansion_overhead squeeze_overhead memory_ratio throughput_ratio
+
+# 4. The base recipe at its real sizes.
+run "$PYTHON" tools/rehearse.py configs/xlearner/recipes/xlearner_r50.py \
+  --iters 6 --img-scale 1 --amp --no-downstream --tflops 400 \
+  --work-dir "$WORK_DIR/rehearsal"
 log "done"

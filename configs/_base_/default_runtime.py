@@ -43,6 +43,10 @@ vis_backends = [
 visualizer = dict(type='Visualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(by_epoch=False, window_size=50)
 log_level = 'INFO'
+# The GPUs the per-GPU batch sizes are written for: the global batch, whose
+# source mix SourceMixSampler composes, is num_gpus x batch_size; the
+# rehearsal (tools/rehearse.py) projects epochs and GPU-hours on it.
+num_gpus = 8
 load_from = None
 resume = False
 randomness = dict(seed=0, deterministic=False)

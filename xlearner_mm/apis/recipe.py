@@ -7,8 +7,29 @@ from typing import List, Optional, Tuple
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from xlearner_mm.utils import atomic_torch_save
 from .export import export_backbone
 from .runner_setup import load_config, train_in_process
+
+#: The file names of a recipe's export, by what it holds.
+EXPORT_FILES = dict(resnet='backbone.pth', expanded='expanded.pth')
+
+
+def export_stage(checkpoint: str, out_dir: str) -> Tuple[str, str]:
+    """Export a recipe's final checkpoint (:func:`export_backbone`) to
+    ``<out_dir>/backbone.pth`` when it is one plain backbone (a Squeeze
+    student, a Hard-sharing stream) or ``<out_dir>/expanded.pth`` when it is
+    the whole expanded model (X-Learner_p, X-Learner_r).
+
+    Returns:
+        tuple: ``(path, kind)``, ``kind`` ``'resnet'`` or ``'expanded'``
+        as the transfer suite's backbones name them.
+    """
+    exported = export_backbone(checkpoint)
+    kind = 'resnet' if 'resnet' in exported['meta'] else 'expanded'
+    out = osp.join(out_dir, EXPORT_FILES[kind])
+    atomic_torch_save(exported, out)
+    return out, kind
 
 
 def recipe_stages(config: str) -> Tuple[List[dict], Optional[str]]:
@@ -53,7 +74,7 @@ def recipe_stages(config: str) -> Tuple[List[dict], Optional[str]]:
 def run_recipe(config: str, work_dir: str, launcher: str = 'none') -> dict:
     """Run the stages of a recipe config one after the other, each in its
     own Runner and work_dir (``<work_dir>/<stage name>``), then export the
-    ``export`` stage whole to ``<work_dir>/export/expanded.pth``.
+    ``export`` stage to ``<work_dir>/export/`` (:func:`export_stage`).
 
     A stage's final checkpoint (``iter_<max_iters>.pth``) is set in the
     config keys that read it (``inputs``) before those stages are built. A
@@ -93,7 +114,7 @@ def run_recipe(config: str, work_dir: str, launcher: str = 'none') -> dict:
         checkpoints[stage['name']] = final
     out = None
     if export is not None:
-        out = osp.join(work_dir, 'export', 'expanded.pth')
-        export_backbone(checkpoints[export], out)
+        out, _ = export_stage(checkpoints[export],
+                              osp.join(work_dir, 'export'))
     return dict(checkpoints=checkpoints, export=out)
 

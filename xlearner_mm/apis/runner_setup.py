@@ -184,7 +184,9 @@ def setup_cpu_distributed(cfg: Config) -> None:
         dist_cfg['backend'] = 'gloo'
     if cfg.launcher != 'pytorch':
         return
-    torch.distributed.init_process_group(backend=dist_cfg['backend'])
+    # A process that runs several Runners (a recipe's stages) joins once.
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend=dist_cfg['backend'])
     wrapper_cfg = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel',
         broadcast_buffers=False,

@@ -46,6 +46,56 @@ def is_cpu_autocast_enabled() -> bool:
     return torch.is_autocast_cpu_enabled()
 
 
+def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The dtype autocast casts to on ``device_type`` (``'cpu'``,
+    ``'cuda'``), None where autocast is off there.
+
+    torch>=2.4 asks by device (``torch.is_autocast_enabled(device_type)``,
+    ``torch.get_autocast_dtype(device_type)``); before, CPU and CUDA have
+    functions of their own (``is_autocast_cpu_enabled`` /
+    ``get_autocast_cpu_dtype``, ``is_autocast_enabled()`` /
+    ``get_autocast_gpu_dtype``)."""
+    if torch_version() >= (2, 4):
+        if not torch.is_autocast_enabled(device_type):
+            return None
+        return torch.get_autocast_dtype(device_type)
+    if device_type == 'cpu':
+        return (torch.get_autocast_cpu_dtype()
+                if torch.is_autocast_cpu_enabled() else None)
+    if device_type == 'cuda':
+        return (torch.get_autocast_gpu_dtype()
+                if torch.is_autocast_enabled() else None)
+    return None
+
+
+def flop_counter():
+    """A fresh ``torch.utils.flop_counter.FlopCounterMode`` that prints
+    nothing on exit (``display=False``), to enter and exit once.
+
+    Its constructor takes ``display`` from torch 2.1 to 2.14; what differs
+    is how it counts: in 2.1 the counter is itself the TorchDispatchMode,
+    later it enters one inside, next to a ``ModuleTracker`` of global
+    module hooks. Read it through :func:`flop_total` and
+    :func:`flop_counts_by_op` only."""
+    from torch.utils.flop_counter import FlopCounterMode
+    return FlopCounterMode(display=False)
+
+
+def flop_total(counter) -> int:
+    """The FLOPs ``counter`` (:func:`flop_counter`) has counted so far, also
+    while it is entered: its ``'Global'`` row (``get_total_flops``)."""
+    return int(counter.get_total_flops())
+
+
+def flop_counts_by_op(counter) -> dict:
+    """``{'aten.convolution': flops, ...}``: the ``'Global'`` row of
+    ``counter.get_flop_counts()``, whose keys are op overload packets."""
+    return {
+        str(op): int(flops)
+        for op, flops in counter.get_flop_counts().get('Global', {}).items()
+    }
+
+
 def has_safe_globals() -> bool:
     """Whether ``torch.load(weights_only=True)`` takes an allow-list of
     classes (``torch.serialization.add_safe_globals``, torch>=2.4)."""

@@ -16,3 +16,15 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]],
             for cell, width, align in zip(cells, widths, right)).rstrip()
 
     return '\n'.join(line(cells) for cells in (header, *rows))
+
+
+def markdown_table(header: Sequence[str],
+                   rows: Sequence[Sequence[str]]) -> str:
+    """``header`` and ``rows`` as a Markdown (GitHub) table; every column but
+    the first is aligned right."""
+
+    def line(cells):
+        return '| ' + ' | '.join(str(c) for c in cells) + ' |'
+
+    rule = ['---'] + ['---:'] * (len(header) - 1)
+    return '\n'.join([line(header), line(rule)] + [line(r) for r in rows])

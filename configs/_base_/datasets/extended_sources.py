@@ -20,7 +20,10 @@ extra_cls_train = dict(
         dataset=dict(
             sources=dict(
                 compcars={{_base_.compcars_train}},
-                tsinghua_dogs={{_base_.tsinghua_dogs_train}}))))
+                tsinghua_dogs={{_base_.tsinghua_dogs_train}}),
+            expected_sizes=dict(
+                compcars={{_base_.compcars_train_size}},
+                tsinghua_dogs={{_base_.tsinghua_dogs_train_size}}))))
 
 extra_det_heads = dict(
     wider_face=dict(
@@ -29,4 +32,7 @@ extra_det_heads = dict(
 extra_det_train = dict(
     det=dict(
         sampler=dict(source_ratio=[1, 1, 1]),
-        dataset=dict(sources=dict(wider_face={{_base_.wider_face_train}}))))
+        dataset=dict(
+            sources=dict(wider_face={{_base_.wider_face_train}}),
+            expected_sizes=dict(
+                wider_face={{_base_.wider_face_train_size}}))))

@@ -62,10 +62,13 @@ seg_task_model = dict(
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
 
-# Per GPU: 2 crops (8 GPUs: 16, mmseg's ADE20K batch), one of each source on
-# average.
+# Per GPU: 4 crops (8 GPUs: 32), 2 of each source on average, so that each
+# source's UPerNet head trains on mmseg's ADE20K batch (2 per GPU, 16 on 8
+# GPUs). With 2 crops per GPU each head would get 1 crop per GPU, on which
+# the BN of its pooling module (a 1x1 map) cannot train ("Expected more than
+# 1 value per channel"), as the rehearsal (tools/rehearse.py) showed.
 seg_train_loader = dict(
-    batch_size=2, num_workers=2, persistent_workers=True,
+    batch_size=4, num_workers=2, persistent_workers=True,
     sampler=dict(type='SourceMixSampler', source_ratio=[1, 1]),
     dataset=dict(
         type='MultiSourceDataset', task='seg', pipeline=seg_train_pipeline,

@@ -24,6 +24,8 @@ from mmengine.runner import BaseLoop, IterBasedTrainLoop
 from mmengine.runner.amp import autocast
 from torch.utils.data import DataLoader
 
+from xlearner_mm.datasets.samplers.source_mix_sampler import \
+    describe_source_mix
 from xlearner_mm.registry import DATA_SAMPLERS, LOOPS
 from xlearner_mm.utils.compat import iterator_for_resume_advance
 
@@ -283,6 +285,8 @@ class MultiTaskIterBasedTrainLoop(IterBasedTrainLoop):
     them. This happens before the ``before_train`` hooks, so that a hook
     restoring random states in ``before_train_epoch``
     (:class:`RandomStateHook`) overrides the random numbers drawn meanwhile.
+    When it is built, the loop logs the source mix of every task whose
+    sampler has one (:func:`describe_source_mix`).
 
     Examples:
         The Expansion Stage of ``configs/xlearner/expansion_r50.py``:
@@ -356,6 +360,14 @@ class MultiTaskIterBasedTrainLoop(IterBasedTrainLoop):
                     'the task names the model receives.')
         super().__init__(runner, MultiTaskDataLoader(dataloaders), max_iters,
                          val_begin, val_interval, dynamic_intervals)
+        # What each task trains on: the shares of its global batch and the
+        # epochs of every source over the run.
+        for task, loader in dataloaders.items():
+            sampler = getattr(loader, 'sampler', None)
+            if hasattr(sampler, 'source_mix'):
+                print_log(
+                    describe_source_mix(sampler, self._max_iters, task),
+                    logger='current')
 
     @property
     def dataloaders(self) -> Dict[str, DataLoader]:

@@ -131,12 +131,37 @@ class MultiSourceHeadMixin:
                          loss: Callable) -> dict:
         """``loss(head, feats, samples)`` for each source's share of the
         batch, with the losses named ``<source>.<loss>``."""
-        losses = {}
+        losses, present = {}, []
         for source, index in self._group([ds.metainfo for ds in data_samples],
                                          feats[0].device).items():
+            present.append(source)
             losses.update(self._prefix(source, loss(
                 self.heads[source], _take(feats, index),
                 [data_samples[i] for i in index.tolist()])))
+        return self._touch_absent_heads(losses, present)
+
+    def _touch_absent_heads(self, losses: dict, present: list) -> dict:
+        """Add zero times the parameters of every head whose source has no
+        sample in this batch to the first loss.
+
+        The sampler composes the source mix of the global batch, so one
+        rank's batch can miss a source (a per-GPU detection batch of 2 and 3
+        sources always does); that head then gets no gradient on this rank,
+        which DDP with ``find_unused_parameters=False`` refuses at the next
+        iteration. The zero term gives it a zero gradient instead, and
+        changes no loss value: the source's loss counts on the ranks whose
+        batch holds it.
+        """
+        absent = [s for s in self.heads if s not in present]
+        if not absent:
+            return losses
+        first = next((k for k, v in losses.items()
+                      if 'loss' in k and torch.is_tensor(v)), None)
+        if first is None:
+            return losses
+        zero = sum(p.sum() for s in absent for p in self.heads[s].parameters()
+                   if p.requires_grad) * 0.
+        losses[first] = losses[first] + zero
         return losses
 
     @staticmethod
@@ -360,12 +385,13 @@ class MultiSourceRoIHead(MultiSourceHeadMixin, BaseModule):
              batch_data_samples: list) -> dict:
         """``x``: tuple of (N, C, H, W) FPN levels; losses named
         ``<source>.<loss>``."""
-        losses = {}
+        losses, present = {}, []
         for source, _, feats, proposals, samples in self._split(
                 x, rpn_results_list, batch_data_samples):
+            present.append(source)
             losses.update(self._prefix(
                 source, self.heads[source].loss(feats, proposals, samples)))
-        return losses
+        return self._touch_absent_heads(losses, present)
 
     def predict(self, x: tuple, rpn_results_list: list,
                 batch_data_samples: list, rescale: bool = False) -> list:

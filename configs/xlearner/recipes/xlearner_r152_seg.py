@@ -1,0 +1,13 @@
+# X-Learner_R152 (Tab. 4): the Expansion Stage, then the Squeeze Stage
+# from its final checkpoint (docs/recipes.md). Train the whole chain with
+#
+#   python tools/run_recipe.py configs/xlearner/recipes/xlearner_r152_seg.py \
+#       --work-dir work_dirs/xlearner_r152_seg
+#
+# or rehearse it on synthetic data first (tools/rehearse.py).
+stages = dict(
+    expansion=dict(config='configs/xlearner/expansion_r152_seg.py'),
+    squeeze=dict(
+        config='configs/xlearner/squeeze_r152_seg.py',
+        inputs={'model.teacher_checkpoint': 'expansion'}))
+export = 'squeeze'
