@@ -29,7 +29,7 @@ def planned(output: str, script: str) -> list:
     return words[words.index(script) + 1:]
 
 
-def test_dry_run_plans_the_three_steps():
+def test_dry_run_plans_the_four_steps():
     output = dry_run()
     # 1. mmcv with CUDA ops for the local architecture only.
     assert re.search(r'^\+ env TORCH_CUDA_ARCH_LIST=<sm> MMCV_WITH_OPS=1 '
@@ -48,13 +48,14 @@ def test_dry_run_plans_the_three_steps():
         args = load_tool('benchmark').parse_args()
     assert (args.device, args.amp, args.channels_last, args.batch_size) == (
         'cuda', True, True, 64)
-    # 4. The base recipe rehearsed at its real sizes.
-    rehearsal = planned(output, 'tools/rehearse.py')
-    args = load_tool('rehearse').parse_args(rehearsal)
-    assert args.config == 'configs/xlearner/recipes/xlearner_r50.py'
-    assert (args.img_scale, args.amp, args.no_downstream) == (1, True, True)
     assert set(args.only) == {'expansion_overhead', 'squeeze_overhead',
                               'memory_ratio', 'throughput_ratio'}
+    # 4. The base recipe rehearsed at its real sizes.
+    rehearsal = load_tool('rehearse').parse_args(
+        planned(output, 'tools/rehearse.py'))
+    assert rehearsal.config == 'configs/xlearner/recipes/xlearner_r50.py'
+    assert (rehearsal.img_scale, rehearsal.amp,
+            rehearsal.no_downstream) == (1, True, True)
 
 
 def test_benchmark_refuses_cpu_figures_on_a_gpu():

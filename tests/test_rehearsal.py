@@ -158,7 +158,7 @@ def _rehearse(recipe: str, work_dir: str, world_size: int = 1,
                          if downstream else None).run()
     command = [
         sys.executable, 'tools/rehearse.py', config, '--work-dir', work_dir,
-        '--iters', str(ITERS), '--img-scale', str(SCALE), '--workers', '1',
+        '--iters', str(ITERS), '--img-scale', str(SCALE), '--workers', '0',
         '--world-size', str(world_size)
     ] + ([] if resume else ['--no-resume']) + (
         [] if downstream else ['--no-downstream'])

@@ -364,6 +364,10 @@ def rehearsal_config(cfg: Config,
         max_keep_ckpts=2)
     if 'logger' in cfg.default_hooks:
         cfg.default_hooks.logger.interval = 1
+    # The log keeps every loss; no visualizer backend writes the config
+    # again (mmengine formats a config of this size in about 2 s a time).
+    if cfg.get('visualizer'):
+        cfg.visualizer = dict(cfg.visualizer, vis_backends=[])
     cfg.custom_hooks.append(
         dict(type='xlearner_mm.IterationCostHook', count_iter=0,
              out_file=cost_file))
