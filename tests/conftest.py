@@ -7,6 +7,7 @@ its working directory, and ``demo_data`` writes the demo data there.
 import os.path as osp
 
 import pytest
+import torch.distributed as dist
 from _tools import REPO_ROOT, load_tool
 
 DEMO_DATA_ROOT = osp.join(REPO_ROOT, 'data', 'demo')
@@ -25,3 +26,12 @@ def demo_data():
     script replaces each source directory, so stale data is overwritten) and
     return that directory."""
     return load_tool('make_demo_data').main(['--out', DEMO_DATA_ROOT])
+
+
+@pytest.fixture
+def process_group():
+    """A 1-process gloo group, in memory, for the duration of a test."""
+    dist.init_process_group(
+        'gloo', store=dist.HashStore(), rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()

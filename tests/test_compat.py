@@ -12,7 +12,6 @@ import pickle
 import mmengine
 import pytest
 import torch
-import torch.distributed as dist
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
@@ -196,14 +195,6 @@ def reduced(ddp: DistributedDataParallel, steps: int = 2) -> list:
         ddp(torch.ones(1, 2)).sum().backward()
     return seen
 
-
-@pytest.fixture
-def process_group():
-    """A 1-process gloo group, in memory, for the duration of a test."""
-    dist.init_process_group(
-        'gloo', store=dist.HashStore(), rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
 
 
 def test_ddp_private_methods_exist():

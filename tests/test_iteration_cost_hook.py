@@ -6,7 +6,6 @@ import os.path as osp
 
 import pytest
 import torch
-import torch.distributed as dist
 from _tools import isolate_run
 from mmdet.models.backbones import ResNet
 from mmengine.config import Config
@@ -191,13 +190,6 @@ class FakeRunner:
     def __init__(self, model, work_dir):
         self.model, self.work_dir, self.iter = model, str(work_dir), 0
 
-
-@pytest.fixture
-def process_group():
-    dist.init_process_group(
-        'gloo', store=dist.HashStore(), rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
 
 
 def test_stock_model_in_ddp_under_cpu_autocast(tmp_path, process_group,
