@@ -199,15 +199,16 @@ def _check(recipe: str, report: dict, work_dir: str, world_size: int = 1,
                     cfg.train_cfg.max_iters * s['share'] * global_batch /
                     s['size'])
         stage_dir = osp.dirname(row['checkpoint'])
-        if resume:
-            # the second half resumed at iteration ITERS // 2 and trained on
+        ranks = [''] + [f'.rank{r}' for r in range(1, world_size)]
+        for rank in ranks if resume else []:
+            # every rank's second half resumed at iteration ITERS // 2
             with open(osp.join(stage_dir,
-                               'iteration_cost_resumed.json')) as f:
+                               f'iteration_cost_resumed{rank}.json')) as f:
                 resumed = json.load(f)
             assert resumed['timed_iters'] + (
                 [resumed['counted_iter']]
                 if resumed['counted_iter'] is not None else []) == list(
-                    range(ITERS // 2, ITERS)), where
+                    range(ITERS // 2, ITERS)), (where, rank)
         if world_size > 1:
             assert osp.isfile(
                 osp.join(stage_dir, 'iteration_cost_first.rank1.json'))

@@ -164,6 +164,7 @@ class Rehearsal:
         for note in plan['notes']:
             print_log(f'rehearsal {name}: {note}', logger='current')
         checkpoint = osp.join(work_dir, f'iter_{iters}.pth')
+        _barrier()  # every rank sees the same files
         done = osp.isfile(checkpoint) and osp.isfile(
             osp.join(work_dir, COST_FILES[0]))
         if done:
@@ -173,6 +174,7 @@ class Rehearsal:
         else:
             train_in_process(first, f'rehearsal_{name}')
         if resume and not done:
+            _barrier()  # the checkpoint to resume from is written
             second, _ = rehearsal_config(
                 cfg, iters, self.img_scale, work_dir, cost_file=COST_FILES[1],
                 num_workers=self.num_workers,
@@ -181,6 +183,7 @@ class Rehearsal:
                 setup_cpu_distributed(second)
             second.resume, second.load_from = True, None
             train_in_process(second, f'rehearsal_{name}_resumed')
+        _barrier()  # the main process has written the checkpoint
         if not osp.isfile(checkpoint):
             raise RuntimeError(f'rehearsal {name}: no final checkpoint '
                                f'{checkpoint}')
