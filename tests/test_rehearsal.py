@@ -227,9 +227,19 @@ REHEARSALS = [
 ]
 
 
+def _remove_checkpoints(work_dir) -> None:
+    """A rehearsal writes up to 4 GB of checkpoints (R152); pytest keeps
+    the last three runs' temporary folders, so they go at once."""
+    for path in glob.glob(osp.join(str(work_dir), '**', '*.pth'),
+                          recursive=True):
+        os.remove(path)
+
+
 @pytest.fixture(scope='module')
 def shared_work_dirs(tmp_path_factory):
-    return tmp_path_factory.mktemp('rehearsals')
+    root = tmp_path_factory.mktemp('rehearsals')
+    yield root
+    _remove_checkpoints(root)
 
 
 @pytest.mark.parametrize('recipe', REHEARSALS)
@@ -237,5 +247,9 @@ def test_rehearsal(recipe, tmp_path, shared_work_dirs):
     options = dict(REHEARSED[recipe])
     share = options.pop('share', None)
     work_dir = str(shared_work_dirs / share if share else tmp_path)
-    report = _rehearse(recipe, work_dir, **options)
-    _check(recipe, report, work_dir, **options)
+    try:
+        report = _rehearse(recipe, work_dir, **options)
+        _check(recipe, report, work_dir, **options)
+    finally:
+        if not share:
+            _remove_checkpoints(work_dir)
