@@ -9,7 +9,7 @@ import copy
 import json
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from mmengine.config import Config
@@ -19,8 +19,7 @@ from mmengine.logging import print_log
 from xlearner_mm.utils import atomic_json_dump
 from .recipe import export_stage, recipe_stages
 from .rehearsal_config import rehearsal_config
-from .rehearsal_report import (format_report, source_mix_rows,
-                               stage_costs)
+from .rehearsal_report import format_report, source_mix_rows, stage_costs
 from .runner_setup import (load_config, setup_amp, setup_cpu_distributed,
                            train_in_process)
 from .transfer import TransferSuite
@@ -126,9 +125,9 @@ class Rehearsal:
                 stage['name'], cfg, osp.join(self.work_dir, stage['name']),
                 self.iters, self.resume, num_gpus=cfg.get('num_gpus', 1))
             rows.append(row)
-        export = self._export(checkpoints[self.export_stage])
+        export, kind = self._export(checkpoints[self.export_stage])
         if self.suite:
-            rows += self._downstream(export)
+            rows += self._downstream(export, kind)
         report = dict(
             config=self.config,
             iters=self.iters,
@@ -202,22 +201,23 @@ class Rehearsal:
             **stage_costs([c for c in costs if c]))
         return row, checkpoint
 
-    def _export(self, checkpoint: str) -> str:
+    def _export(self, checkpoint: str) -> Tuple[str, str]:
         """The export of the recipe's evaluated stage (a plain backbone, or
-        the whole expanded model), written by the main process."""
+        the whole expanded model), written by the main process; returns its
+        path and kind."""
         out_dir = osp.join(self.work_dir, 'export')
         meta_file = osp.join(out_dir, 'export.json')
         if is_main_process():
             out, kind = export_stage(checkpoint, out_dir)
             atomic_json_dump(dict(path=out, kind=kind), meta_file)
         _barrier()
-        return _read_json(meta_file)['path']
+        meta = _read_json(meta_file)
+        return meta['path'], meta['kind']
 
-    def _downstream(self, export: str) -> List[dict]:
-        """One iteration of each fine-tune of the suite on the export."""
+    def _downstream(self, export: str, kind: str) -> List[dict]:
+        """One iteration of each fine-tune of the suite on the export (of
+        ``kind``, as :func:`export_stage` says)."""
         suite_cfg = Config.fromfile(self.suite)
-        kind = _read_json(osp.join(self.work_dir, 'export',
-                                   'export.json'))['kind']
         suite_cfg.backbones = dict(
             rehearsal=dict(checkpoint=osp.abspath(export), kind=kind))
         suite_cfg.baseline = 'rehearsal'

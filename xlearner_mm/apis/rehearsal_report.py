@@ -66,10 +66,10 @@ def source_mix_rows(cfg, sources: Dict[str, List[dict]],
             task=task,
             source_names=[s['name'] for s in found],
             datasets=[range(s['size']) for s in found])
-        weights = SourceMixSampler.ratio_list(dataset, ratio)
+        shares = SourceMixSampler.shares(dataset, ratio)
         global_batch = loader['batch_size'] * num_gpus
-        for source, weight in zip(found, weights):
-            share = weight / sum(weights)
+        for source, exact in zip(found, shares):
+            share = float(exact)
             per_batch = global_batch * share
             rows.append(dict(
                 task=task,

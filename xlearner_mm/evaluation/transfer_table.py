@@ -22,7 +22,8 @@ import io
 import os.path as osp
 from typing import Dict, Optional, Tuple
 
-from xlearner_mm.utils import atomic_json_dump, atomic_write_text
+from xlearner_mm.utils import (atomic_json_dump, atomic_write_text,
+                               markdown_table)
 
 # The linear probe's average top-1 and the paper's three downstream
 # columns, the ones Delta_m averages over.
@@ -250,14 +251,7 @@ def format_transfer_markdown(table: dict) -> str:
         | ours | 77.1 (+2.7) | - | - | +3.63% |
     """
     columns = table['columns']
-
-    def line(cells):
-        return '| ' + ' | '.join(cells) + ' |'
-
-    lines = [
-        line(['method', *columns, DELTA_M]),
-        line(['---'] + ['---:'] * (len(columns) + 1)),
-    ]
+    rows = []
     for row in table['rows']:
         is_baseline = row['method'] == row['baseline']
         label = row['method'] if row['kind'] == 'measured' \
@@ -272,8 +266,8 @@ def format_transfer_markdown(table: dict) -> str:
         ]
         delta_m = row[DELTA_M]
         cells.append('-' if delta_m is None else f'{delta_m:+.2f}%')
-        lines.append(line(cells))
-    return '\n'.join(lines) + '\n'
+        rows.append(cells)
+    return markdown_table(['method', *columns, DELTA_M], rows) + '\n'
 
 
 def _csv_text(table: dict) -> str:

@@ -192,12 +192,19 @@ class SourceMixSampler(Sampler):
         self.source_ratio = self.ratio_list(dataset, source_ratio)
         self.shuffle = shuffle
         self.seed = sync_random_seed() if seed is None else seed
-        self._plan(source_ratio)
+        self._plan(source_ratio, self.shares(dataset, source_ratio))
         self._num_batches_to_skip = 0
+
+    @classmethod
+    def shares(cls, dataset, source_ratio) -> List[Fraction]:
+        """Each source's exact share ``p_s`` of the global batch, in the
+        order of ``dataset.source_names``, as ``source_ratio`` gives it."""
+        ratio = [Fraction(r) for r in cls.ratio_list(dataset, source_ratio)]
+        return [r / sum(ratio) for r in ratio]
 
     @staticmethod
     def ratio_list(dataset, source_ratio) -> List[float]:
-        """``source_ratio`` as a list in the order of the sources."""
+        """``source_ratio`` as a list in the order of the sources, checked."""
         names = dataset.source_names
         if isinstance(source_ratio, str) and source_ratio == 'size':
             ratio = [len(ds) for ds in dataset.datasets]
@@ -228,12 +235,10 @@ class SourceMixSampler(Sampler):
                 f'with a positive sum, but got {dict(zip(names, ratio))}')
         return ratio
 
-    def _plan(self, source_ratio) -> None:
-        """The exact shares, the per-iteration floors and the thresholds of
-        the remainder's systematic sampling; refuses a share below one
-        image of the global batch."""
-        ratio = [Fraction(r) for r in self.source_ratio]
-        shares = [r / sum(ratio) for r in ratio]
+    def _plan(self, source_ratio, shares: List[Fraction]) -> None:
+        """The per-iteration floors and the thresholds of the remainder's
+        systematic sampling for the exact ``shares``; refuses a share below
+        one image of the global batch."""
         G = self.global_batch_size
         short = [
             f'source {name!r} a share of {float(share):.3%}, i.e. '
