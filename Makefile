@@ -13,6 +13,8 @@ endif
 PYTHON := $(VENV)/bin/python
 DEMO_DATA ?= data/demo
 WORK_DIR ?= work_dirs/demo
+# pytest-xdist workers for `make test` (0: in this process, one test at a time)
+TEST_WORKERS ?= 2
 
 .PHONY: env demo-data demo test test-fast
 
@@ -26,8 +28,8 @@ demo: demo-data
 	$(PYTHON) tools/run_demo.py --work-dir $(WORK_DIR)
 
 test: env
-	$(PYTHON) -m pytest tests -v -rs --durations=15
+	$(PYTHON) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup -v -rs --durations=15
 
 # Everything but the end-to-end runs marked slow.
 test-fast: env
-	$(PYTHON) -m pytest tests -q -m "not slow"
+	$(PYTHON) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup -q -m "not slow"

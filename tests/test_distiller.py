@@ -83,7 +83,7 @@ def images(tasks=('a', 'b', 'c'), n=4, size=32) -> dict:
 
 def test_guidance_layer_per_task_on_the_last_level(teacher_ckpt):
     model = build(teacher_ckpt)
-    assert model.hint_levels == (3, )
+    assert model.hint_levels == dict(a=(3, ), b=(3, ), c=(3, ))
     assert sorted(model.guidance) == ['a', 'b', 'c']
     for task in 'abc':
         assert list(model.guidance[task]) == ['3']
@@ -101,7 +101,10 @@ def test_guidance_layer_per_task_on_the_last_level(teacher_ckpt):
 
     data = model.data_preprocessor(images(), True)
     losses = model(**data, mode='loss')
-    assert sorted(losses) == ['a.hint_loss', 'b.hint_loss', 'c.hint_loss']
+    # Eq. (3): each task's images carry every task's hint.
+    assert sorted(losses) == sorted(
+        f'{t}.hint_loss' + ('' if t == k else f'_on_{k}')
+        for t in 'abc' for k in 'abc')
     loss, log_vars = model.parse_losses(losses)
     assert loss.item() == pytest.approx(sum(v.item() for v in losses.values()))
     assert list(log_vars)[0] == 'loss'
@@ -114,8 +117,8 @@ def test_guidance_layer_per_task_on_the_last_level(teacher_ckpt):
 def test_all_levels_with_weights(teacher_ckpt):
     weights = (1.0, 0.5, 0.25, 2.0)
     model = build(teacher_ckpt, hint_levels=(0, 1, 2, -1),
-                  level_weights=weights)
-    assert model.hint_levels == (0, 1, 2, 3)
+                  level_weights=weights, hint_images='own')
+    assert model.hint_levels == {t: (0, 1, 2, 3) for t in 'abc'}
     for task in 'abc':
         shapes = [(model.guidance[task][str(i)].in_channels,
                    model.guidance[task][str(i)].out_channels)
@@ -125,7 +128,8 @@ def test_all_levels_with_weights(teacher_ckpt):
     # The weights scale each level's hint (same BN batch statistics: eval).
     model.eval()
     weighted = model(**data, mode='loss')
-    unweighted = build(teacher_ckpt, hint_levels=(0, 1, 2, 3))
+    unweighted = build(teacher_ckpt, hint_levels=(0, 1, 2, 3),
+                       hint_images='own')
     unweighted.load_state_dict(model.state_dict())
     unweighted.eval()
     plain = unweighted(**data, mode='loss')
@@ -139,6 +143,62 @@ def test_all_levels_with_weights(teacher_ckpt):
         build(teacher_ckpt, hint_levels=(2, 3), level_weights=(1.0, ))
     with pytest.raises(ValueError, match='level 4 is out of the 4 levels'):
         build(teacher_ckpt, hint_levels=(4, ))
+
+
+def test_every_image_carries_every_tasks_hint(teacher_ckpt):
+    """Eq. (3) sums the T hints of one image: a batch of task a's images
+    alone gives task b's and c's hints too, each the guided student feature
+    against that task's teacher feature F^t on the same images, and its
+    gradient reaches the student and that task's guidance layer."""
+    model = build(teacher_ckpt).eval()
+    data = model.data_preprocessor(images(('a', )), True)
+    x = data['inputs']['a']
+    losses = model(**data, mode='loss')
+    assert sorted(losses) == [
+        'a.hint_loss', 'b.hint_loss_on_a', 'c.hint_loss_on_a'
+    ]
+    student = model.student(x)[-1]
+    for task in 'bc':
+        want = torch.mean((model.guidance[task]['3'](student) -
+                           model.teacher.extract_task_feat(x, task)[-1])**2)
+        assert losses[f'{task}.hint_loss_on_a'].item() == pytest.approx(
+            want.item(), rel=1e-5)
+    losses['b.hint_loss_on_a'].backward()
+    assert model.student.conv1.weight.grad.abs().sum() > 0
+    assert model.guidance.b['3'].proj.conv.weight.grad.abs().sum() > 0
+    assert model.guidance.a['3'].proj.conv.weight.grad is None
+
+    own = build(teacher_ckpt, hint_images='own').eval()
+    own.load_state_dict(model.state_dict())
+    kept = own(**data, mode='loss')
+    assert list(kept) == ['a.hint_loss']
+    assert kept['a.hint_loss'].item() == pytest.approx(
+        losses['a.hint_loss'].item())
+    with pytest.raises(ValueError, match=r"hint_images must be one of "
+                       r"\('all', 'own'\), got 'none'"):
+        build(teacher_ckpt, hint_images='none')
+
+
+def test_hint_levels_and_weights_per_task(teacher_ckpt):
+    model = build(teacher_ckpt,
+                  hint_levels=dict(a=(-1, ), b=(0, 1, 2, 3), c=(1, 3)),
+                  level_weights=dict(b=(1, 1, 1, 2)))
+    assert model.hint_levels == dict(a=(3, ), b=(0, 1, 2, 3), c=(1, 3))
+    assert model.level_weights == dict(a=(1.0, ), b=(1.0, 1.0, 1.0, 2.0),
+                                       c=(1.0, 1.0))
+    assert {t: sorted(model.guidance[t]) for t in 'abc'} == dict(
+        a=['3'], b=['0', '1', '2', '3'], c=['1', '3'])
+    data = model.data_preprocessor(images(('c', )), True)
+    assert sorted(model(**data, mode='loss')) == sorted(
+        ['a.hint_loss_on_c'] +
+        [f'b.level{i}.hint_loss_on_c' for i in range(4)] +
+        ['c.level1.hint_loss', 'c.level3.hint_loss'])
+    with pytest.raises(ValueError, match=r"names the tasks \['a', 'b'\], "
+                       r"the teacher has \['a', 'b', 'c'\]"):
+        build(teacher_ckpt, hint_levels=dict(a=(3, ), b=(3, )))
+    with pytest.raises(ValueError, match="of task 'b' needs one weight per level"):
+        build(teacher_ckpt, hint_levels=dict(a=(3, ), b=(2, 3), c=(3, )),
+              level_weights=dict(b=(1.0, )))
 
 
 def test_loss_goes_down_and_teacher_stays_frozen(teacher_ckpt):
@@ -321,10 +381,12 @@ def test_squeeze_demo_trains_and_resumes(demo_data, tmp_path):
     runner_a, rec_a = train(squeeze_cfg(tmp_path / 'a', teacher_ckpt, 3))
     assert sorted(rec_a.log_vars) == [1, 2, 3]
     for record in rec_a.log_vars.values():
-        assert {'loss', 'cls.hint_loss', 'det.hint_loss',
-                'seg.hint_loss'} <= set(record)
-        assert record['loss'] == pytest.approx(
-            sum(record[f'{t}.hint_loss'] for t in ('cls', 'det', 'seg')))
+        hints = {k: v for k, v in record.items() if 'hint_loss' in k}
+        assert set(hints) == {
+            f'{t}.hint_loss' + ('' if t == k else f'_on_{k}')
+            for t in ('cls', 'det', 'seg') for k in ('cls', 'det', 'seg')
+        }
+        assert record['loss'] == pytest.approx(sum(hints.values()))
     with open(osp.join(runner_a.log_dir, f'{runner_a.timestamp}.log')) as f:
         log = f.read()
     assert 'det.hint_loss: ' in log and 'Iter(train) [3/3]' in log

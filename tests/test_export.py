@@ -386,8 +386,10 @@ def test_export_of_the_other_stem_does_not_fit(r50_exports, stock_model):
 @pytest.mark.parametrize('config,variant', [
     ('faster-rcnn_r50_fpn_xlearner_24k_voc0712.py', 'v1b'),
     ('deeplabv3_r50-d8_xlearner_33k_voc12aug-513x513.py', 'v1c'),
-    # The same single V1b export as Faster R-CNN, at output stride 8.
+    # The same single V1b export as Faster R-CNN, at output stride 8 (the
+    # paper's Table 4) and 16 (its Table 2 protocol).
     ('deeplabv3_r50b-d8_xlearner_33k_voc12aug-513x513.py', 'v1b'),
+    ('deeplabv3_r50b-d16_xlearner_33k_voc12aug-513x513.py', 'v1b'),
 ])
 def test_downstream_config_runner_builds(r50_exports, tmp_path, config,
                                          variant):
@@ -403,5 +405,18 @@ def test_downstream_config_runner_builds(r50_exports, tmp_path, config,
         runner = Runner.from_cfg(cfg)
     runner.model.init_weights()
     assert backbone_mismatch(runner.model, weights) == ([], [], [])
-    if 'deeplabv3' in config:  # DeepLabV3-D8: output stride 8
-        assert runner.model.backbone.strides == (1, 2, 1, 1)
+    if 'deeplabv3' in config:
+        # DeepLabV3-D8 reads C5 at output stride 8, -D16 at 16, each with
+        # DeepLabV3's ASPP rates for it
+        backbone, aspp = runner.model.backbone, runner.model.decode_head
+        stride16 = '-d16_' in config
+        assert backbone.strides == ((1, 2, 2, 1) if stride16 else
+                                    (1, 2, 1, 1))
+        assert backbone.dilations == ((1, 1, 1, 2) if stride16 else
+                                      (1, 1, 2, 4))
+        assert [m.conv.dilation[0] for m in list(aspp.aspp_modules)[1:]] == (
+            [6, 12, 18] if stride16 else [12, 24, 36])
+        backbone.eval()  # SyncBN in eval mode runs on one process
+        with torch.no_grad():
+            c5 = backbone(torch.zeros(1, 3, 64, 64))[-1]
+        assert c5.shape[-1] == (4 if stride16 else 8)

@@ -151,6 +151,29 @@ def test_fused_shapes_equal_stream_shapes():
         assert [f.shape for f in fused] == [e.shape for e in feats[task]]
 
 
+def test_zero_initialised_last_norm_makes_the_layers_start_at_zero():
+    """zero_init_last_norm: at tau F^t = E^t (no shock), and a training step
+    moves the scales off 0 so the layers grow in; without it each layer
+    adds a unit-scale term."""
+    backbone, neck = build_expansion(zero_init_last_norm=True)
+    _, plain = build_expansion()
+    x = torch.randn(2, 3, 32, 32)
+    feats = backbone(x)
+    for task in backbone.tasks:
+        for fused, own in zip(neck(feats, task), feats[task]):
+            assert torch.equal(fused, own)
+        assert not all(
+            torch.equal(f, e) for f, e in zip(plain(feats, task), feats[task]))
+    assert all(float(layer.gamma_b.norm.weight.abs().sum()) == 0
+               for layer in neck.links().values())
+    assert all(bool((layer.gamma_b.norm.weight == 1).all())
+               for layer in plain.links().values())
+    sum(f.square().mean() for f in neck(feats, 'cls')).backward()
+    grads = [layer.gamma_b.norm.weight.grad
+             for link, layer in neck.links().items() if link.target == 'cls']
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
 def test_task_loss_gives_no_gradient_to_other_streams():
     backbone, neck = build_expansion()
     x = torch.randn(2, 3, 32, 32)

@@ -154,6 +154,7 @@ def test_holdout_split_is_disjoint_and_whole(demo_data):
 
 
 @pytest.mark.slow
+@pytest.mark.current_torch
 def test_whole_suite_on_every_backbone_kind(demo_data, backbones, tmp_path):
     """tools/transfer.py on the demo suite with a plain export (the
     baseline), a model-zoo checkpoint and an Expansion checkpoint: the probe
@@ -232,6 +233,7 @@ def test_whole_suite_on_every_backbone_kind(demo_data, backbones, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.current_torch
 def test_rerun_after_a_kill_skips_finished_jobs_and_resumes(
         demo_data, backbones, tmp_path):
     """The suite, run through tools/dist_train.sh, is killed while its

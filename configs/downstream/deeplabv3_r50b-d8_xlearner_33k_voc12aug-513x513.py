@@ -6,9 +6,10 @@
 # deeplabv3_r50-d8_xlearner_33k_voc12aug-513x513.py; the backbone is mmseg's
 # V1b ResNet-50 (type ResNet, as mmseg's r50b configs have it), dilated as
 # DeepLabV3-D8 is: strides (1, 2, 1, 1) and dilations (1, 1, 2, 4), so the
-# decode head reads features at output stride 8 (65x65 for a 513x513 crop).
-# For output stride 16: --cfg-options model.backbone.strides="(1,2,2,1)"
-# model.backbone.dilations="(1,1,1,2)".
+# decode head reads features at output stride 8 (65x65 for a 513x513 crop),
+# the setting of the paper's Table 4; the Table 2 protocol is at output
+# stride 16,
+# deeplabv3_r50b-d16_xlearner_33k_voc12aug-513x513.py.
 #
 #   python tools/export_backbone.py work_dirs/squeeze_r50/iter_150000.pth \
 #       work_dirs/export/xlearner_r50.pth

@@ -4,7 +4,7 @@
 # reconciliation) on the same data, whose labels are unused. One guidance
 # layer (1x1 conv + BN) per task maps the student's last level (C5, 2048
 # channels) to the task's output feature F^t; the loss is the sum over tasks
-# of the mean squared difference (Eq. 3-4).
+# of the mean squared difference (Eq. 3-4), on every image of every task.
 #
 #   bash tools/dist_train.sh configs/xlearner/squeeze_r50.py 8 \
 #       --cfg-options model.teacher_checkpoint=work_dirs/expansion_r50/iter_150000.pth
@@ -30,7 +30,10 @@ model = dict(
     # The task output features (the paper's hints). e.g. hint_levels=(0, 1,
     # 2, 3), level_weights=(1, 1, 1, 1) hints all four levels instead.
     hint_levels=(-1, ),
-    level_weights=None)
+    level_weights=None,
+    # Eq. (3): each image, whichever task's data it comes from, is hinted by
+    # every task's F^t ('own': task t's images by F^t only).
+    hint_images='all')
 
 # No reconciliation switch: the teacher is the model after tau.
 custom_hooks = [dict(type='RandomStateHook')]

@@ -156,10 +156,10 @@ def _squeeze_rows(cfg: Config) -> list:
     levels = probe_levels(student)
     guidance = build_guidance(
         model_cfg.get('guidance', _default(MultiTaskDistiller, 'guidance')),
-        MultiTaskDistiller._normalize_levels(
+        MultiTaskDistiller.task_levels(
             model_cfg.get('hint_levels',
                           _default(MultiTaskDistiller, 'hint_levels')),
-            len(levels[0])), levels, teacher_backbone)
+            teacher_backbone.tasks, len(levels[0])), levels, teacher_backbone)
     rows = [(f'student ({type(student).__name__}), the export',
              numel(student))]
     rows += [(f'guidance layers of {t}', numel(layers))

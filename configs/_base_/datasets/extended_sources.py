@@ -1,7 +1,8 @@
 # The sources of the paper's extended settings (Sec. 4.1, Tab. 3), as the
 # pieces a recipe merges into the base setting's model and data:
 #
-#   "+ Cls Sources":       CompCars (431 car models) and Tsinghua Dogs (130
+#   "+ Cls Sources":       CompCars (1,716 car models: its web-nature part,
+#                          compcars.py says why) and Tsinghua Dogs (130
 #                          breeds) as classification sources
 #   "+ Cls & Det Sources": and WIDER FACE (faces) as a detection source
 #

@@ -1,4 +1,4 @@
-from typing import Tuple
+from typing import Dict, Sequence, Tuple
 
 from torch import Tensor, nn
 
@@ -62,3 +62,13 @@ class ExpansionTeacher(nn.Module):
                           task: str) -> Tuple[Tensor, ...]:
         """Task t's :math:`F^t` after tau: reconciled when there is a neck."""
         return task_features(self.backbone, self.neck, inputs, task)
+
+    def extract_feats(self, inputs: Tensor, tasks: Sequence[str]
+                      ) -> Dict[str, Tuple[Tensor, ...]]:
+        """``{t: F^t}`` for each of ``tasks`` on one batch, after tau. With a
+        neck every stream runs once and each task's reconciliation reads
+        them; without one only the tasks' own streams run."""
+        if self.neck is None:
+            return self.backbone(inputs, tasks=tasks)
+        feats = self.backbone(inputs)
+        return {task: self.neck(feats, task) for task in tasks}

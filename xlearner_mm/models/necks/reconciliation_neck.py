@@ -192,6 +192,14 @@ class ReconciliationNeck(BaseModule):
             None (every level of every task).
         norm_cfg (dict): Defaults to ``dict(type='BN')``.
         act_cfg (dict): Defaults to ``dict(type='ReLU')``.
+        zero_init_last_norm (bool): Start the scale of every layer's last
+            norm (``gamma_b``'s) at 0, so that at tau
+            :math:`F_i^t = \\mathcal{E}_i^t` and the layers grow in, as a
+            residual branch with zero-initialised last BN does. With scale 1
+            (BN's own start) each layer adds a unit-variance term at tau.
+            The paper only says the weights are Glorot-initialised
+            (docs/fidelity.md gives the choice and its measurement).
+            Defaults to False.
         init_cfg (dict | list[dict]): Defaults to Glorot (Xavier) uniform on
             the convs, as in the paper.
 
@@ -214,10 +222,12 @@ class ReconciliationNeck(BaseModule):
                  out_levels: Optional[Dict[str, Sequence[int]]] = None,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='ReLU'),
+                 zero_init_last_norm: bool = False,
                  init_cfg: Optional[dict] = dict(
                      type='Xavier', layer='Conv2d', distribution='uniform')
                  ) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.zero_init_last_norm = zero_init_last_norm
         if set(in_channels) != set(strides):
             raise ValueError('in_channels and strides name different tasks: '
                              f'{sorted(in_channels)} vs {sorted(strides)}')
@@ -265,6 +275,14 @@ class ReconciliationNeck(BaseModule):
                             upsample=direction == 'top_down')
                 into_t[k] = layers
             self.reconcilers[t] = into_t
+
+    def init_weights(self) -> None:
+        """``init_cfg`` (Glorot on the convs), then the last norms' scales
+        at 0 with ``zero_init_last_norm``."""
+        super().init_weights()
+        if self.zero_init_last_norm:
+            for layer in self.links().values():
+                nn.init.zeros_(layer.gamma_b.norm.weight)
 
     def source_levels(self, i: int) -> range:
         """The levels j of the other streams that level i reads: j <= i
