@@ -19,8 +19,10 @@ from _tools import REPO_ROOT, load_tool
 from filelock import FileLock
 from mmengine.registry import DefaultScope
 
+from xlearner_mm.utils.compat import torch_version
+
 DEMO_DATA_ROOT = osp.join(REPO_ROOT, 'data', 'demo')
-OLD_TORCH = tuple(int(p) for p in torch.__version__.split('.')[:2]) < (2, 4)
+OLD_TORCH = torch_version() < (2, 4)
 
 if 'PYTEST_XDIST_WORKER_COUNT' in os.environ:
     # N workers with a thread per core each would oversubscribe the cores.
